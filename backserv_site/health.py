@@ -1,0 +1,49 @@
+"""GET /health: is this node able to take jobs? Open to anyone (load balancers probe it)."""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+def _check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def _check_broker() -> str:
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    if client is not None:  # Redis
+        client.ping()
+    elif hasattr(broker, "connection"):  # RabbitMQ: opens (or reuses) this thread's connection
+        if not broker.connection.is_open:
+            raise ConnectionError("RabbitMQ connection is closed")
+    return "ok"
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    checks: dict[str, str] = {}
+    for name, check in (("database", _check_database), ("broker", _check_broker)):
+        try:
+            checks[name] = check()
+        except Exception as error:
+            logger.warning("health check %s failed: %s", name, error)
+            checks[name] = f"error: {type(error).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "service": "backserv",
+        "version": settings.VERSION,
+        "checks": checks,
+    }
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -1,0 +1,249 @@
+"""Back.Serv settings, read from the environment.
+
+Embedded mode (nothing set): SQLite under var/, an in-process broker, a secret key kept
+in var/secret_key. Distributed mode: DATABASE_URL and BROKER_URL point at shared
+services, and SECRET_KEY must be given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from backserv_site.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    local_secret_key,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("BACKSERV_VAR_DIR", str(BASE_DIR / "var")))
+VERSION = "0.1.0"
+
+BROKER_URL = env_str("BROKER_URL")
+DISTRIBUTED = bool(BROKER_URL)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if DISTRIBUTED:
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) is required when BROKER_URL is set: "
+            "every process of a fleet must share it."
+        )
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
+
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "django_dramatiq",
+    "accounts",
+    "tasks",
+    "generation",
+    "servers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "backserv_site.urls"
+WSGI_APPLICATION = "backserv_site.wsgi.application"
+ASGI_APPLICATION = "backserv_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database -------------------------------------------------------------------------
+
+_SQLITE_OPTIONS = {
+    # IMMEDIATE: a write transaction takes the lock when it begins, so two threads never
+    # deadlock upgrading read locks; WAL lets readers go on while one thread writes.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "backserv.sqlite3",
+            "OPTIONS": _SQLITE_OPTIONS,
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", _SQLITE_OPTIONS)
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Files ----------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = env_str("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Files users download: absolute URLs in job results use this base when set (a CDN or
+# the public host name); otherwise the host of the request that reads the job.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
+
+# REST framework -------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "tasks.api.errors.exception_handler",
+}
+
+# Dramatiq -------------------------------------------------------------------------
+
+# One message a worker thread at a time on GPU queues: prefetching more would let one
+# worker hoard jobs that an idle GPU elsewhere could start now.
+os.environ.setdefault("dramatiq_queue_prefetch", "1")
+
+_DRAMATIQ_MIDDLEWARE = [
+    "dramatiq.middleware.AgeLimit",
+    "dramatiq.middleware.TimeLimit",
+    "dramatiq.middleware.Callbacks",
+    "dramatiq.middleware.Retries",
+    "dramatiq.middleware.CurrentMessage",
+    "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "tasks.middleware.SweeperMiddleware",
+]
+
+
+def dramatiq_broker_settings(url: str) -> dict:
+    """DRAMATIQ_BROKER for a broker URL; always set explicitly (see FACTS: 0.15.0's
+    defaults name a middleware that dramatiq 2.x removed)."""
+    if url.startswith(("redis://", "rediss://")):
+        broker, options = "dramatiq.brokers.redis.RedisBroker", {"url": url}
+    elif url.startswith(("amqp://", "amqps://")):
+        broker, options = "dramatiq.brokers.rabbitmq.RabbitmqBroker", {"url": url}
+    elif url == "":
+        broker, options = "dramatiq.brokers.stub.StubBroker", {}
+    else:
+        raise ImproperlyConfigured(f"BROKER_URL must start with redis://, rediss://, amqp:// or amqps://, got {url!r}")
+    return {"BROKER": broker, "OPTIONS": options, "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE}
+
+
+DRAMATIQ_BROKER = dramatiq_broker_settings(BROKER_URL)
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+
+# Jobs -----------------------------------------------------------------------------
+
+BACKSERV = {
+    # The Dramatiq queue every local worker consumes.
+    "QUEUE_NAME": env_str("BACKSERV_QUEUE", "gpu"),
+    # A claimed job's lease; the worker renews it every third of this while it runs.
+    "LEASE_SECONDS": env_int("BACKSERV_LEASE_SECONDS", 30),
+    # Claims (first run plus automatic requeues after a lost worker) before FAILURE.
+    "MAX_ATTEMPTS": env_int("BACKSERV_MAX_ATTEMPTS", 3),
+    # A PENDING job nobody claimed for this long gets its message sent again.
+    "REDISPATCH_AFTER_SECONDS": env_int("BACKSERV_REDISPATCH_AFTER_SECONDS", 60),
+    "SWEEP_INTERVAL_SECONDS": env_float("BACKSERV_SWEEP_INTERVAL_SECONDS", 10.0),
+    # Progress is written at most this often (seconds) while a job runs.
+    "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.25),
+    "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
+    "NODE_NAME": env_str("BACKSERV_NODE_NAME", ""),
+}
+
+_MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))
+GENERATION = {
+    # Where make_demo_models builds the tiny demo models; each task type uses its demo
+    # model unless MODEL_<TYPE> names a real model directory.
+    "MODELS_DIR": _MODELS_DIR,
+    "MODELS": {
+        "image_creation": env_str("MODEL_IMAGE_CREATION", str(_MODELS_DIR / "tiny-sd")),
+    },
+    "DEVICE": env_str("GENERATION_DEVICE", ""),
+    "PIPELINE_CACHE_SIZE": env_int("PIPELINE_CACHE_SIZE", 2),
+    "MAX_WIDTH": env_int("GENERATION_MAX_WIDTH", 1024),
+    "MAX_HEIGHT": env_int("GENERATION_MAX_HEIGHT", 1024),
+    "MAX_STEPS": env_int("GENERATION_MAX_STEPS", 100),
+    "MAX_PROMPT_LENGTH": env_int("GENERATION_MAX_PROMPT_LENGTH", 2000),
+    "DEFAULT_STEPS": env_int("GENERATION_DEFAULT_STEPS", 25),
+    "DEFAULT_SIZE": env_int("GENERATION_DEFAULT_SIZE", 512),
+}
+
+# Logging --------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "pika": {"level": "WARNING"},
+    },
+}
+
+# Security -------------------------------------------------------------------------
+
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+X_FRAME_OPTIONS = "DENY"

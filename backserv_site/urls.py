@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+from backserv_site.health import health
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("tasks.api.urls")),
+]
+
+if settings.MEDIA_URL.startswith("/"):
+    # Outputs sit under unguessable per-job paths (the job's UUID); a fleet may serve
+    # MEDIA_ROOT from a web server or use S3 instead.
+    urlpatterns.append(
+        re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+    )

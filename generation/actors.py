@@ -1,0 +1,27 @@
+"""Dramatiq actors. Thin: take an id, hand it to the runner. Importing this module must
+stay cheap (the API process imports it to send messages); the runner pulls in torch."""
+
+from __future__ import annotations
+
+import dramatiq
+from django.conf import settings
+
+# Dramatiq's own limit cannot interrupt a long C/CUDA call; deadlines are enforced by
+# the step callback. This is only a backstop far beyond any real job.
+_BACKSTOP_MS = 24 * 3600 * 1000
+
+
+@dramatiq.actor(
+    actor_name="run_task",
+    queue_name=settings.BACKSERV["QUEUE_NAME"],
+    time_limit=_BACKSTOP_MS,
+    # Retries only matter for infrastructure errors (the database briefly away):
+    # handling a message twice is harmless, the claim decides who runs.
+    max_retries=3,
+    min_backoff=1000,
+    max_backoff=30000,
+)
+def run_task(task_id: str) -> None:
+    from generation.runner import execute_message
+
+    execute_message(task_id)

@@ -1,0 +1,92 @@
+"""Loaded pipelines, kept per process so only the first job on a model pays the load."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from generation.specs import TaskTypeSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    pipeline: Any
+    # Diffusers pipelines keep per-call state (the scheduler's timesteps): one job at a
+    # time per loaded model. On a GPU that is also the fastest way to use it.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def device_and_dtype() -> tuple[str, Any]:
+    import torch
+
+    device = settings.GENERATION["DEVICE"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    return device, dtype
+
+
+def model_path(task_type: str) -> Path:
+    configured = settings.GENERATION["MODELS"].get(task_type)
+    if not configured:
+        raise LookupError(f"No model directory is configured for {task_type}.")
+    return Path(configured)
+
+
+class PipelineCache:
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    @contextmanager
+    def use(self, spec: TaskTypeSpec) -> Iterator[Any]:
+        """The loaded pipeline for a task type, held exclusively while the block runs."""
+        entry = self._entry(spec)
+        with entry.lock:
+            yield entry.pipeline
+
+    def _entry(self, spec: TaskTypeSpec) -> _Entry:
+        path = model_path(spec.name)
+        key = (spec.pipeline_module, str(path))
+        # Loading under the cache lock: two threads asking for a new model at once must
+        # not load it twice (a real model is gigabytes).
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+            module = importlib.import_module(spec.pipeline_module)
+            device, dtype = device_and_dtype()
+            started = time.monotonic()
+            entry = _Entry(pipeline=module.load(path, device, dtype))
+            self.loads += 1
+            logger.info("loaded %s from %s on %s in %.2fs", spec.name, path, device, time.monotonic() - started)
+            self._entries[key] = entry
+            while len(self._entries) > self.capacity:
+                evicted, _ = self._entries.popitem(last=False)
+                logger.info("unloaded %s from %s", *evicted)
+            return entry
+
+
+_cache: PipelineCache | None = None
+_cache_lock = threading.Lock()
+
+
+def pipeline_cache() -> PipelineCache:
+    global _cache
+    with _cache_lock:
+        if _cache is None:
+            _cache = PipelineCache(settings.GENERATION["PIPELINE_CACHE_SIZE"])
+        return _cache

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from tasks.models import Task, TaskEvent
+
+
+class TaskEventInline(admin.TabularInline):
+    model = TaskEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ("created_at", "type", "state", "data")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("id", "task_type", "state", "progress", "owner", "priority", "attempts", "submitted_at")
+    list_filter = ("state", "task_type")
+    search_fields = ("id", "user_label", "owner__username")
+    readonly_fields = [field.name for field in Task._meta.fields]
+    inlines = [TaskEventInline]
+
+    def has_add_permission(self, request: object) -> bool:
+        # Jobs enter through the API's submit service, never as bare rows.
+        return False

@@ -1,0 +1,381 @@
+"""Every write to a job and every state change.
+
+A state change is one conditional UPDATE (`WHERE state IN (...)`, plus the claim's
+worker and attempt for changes only the running worker may make) and one TaskEvent row,
+in one transaction. Whoever commits second among racing writers (two workers, a cancel,
+a sweep) updates no row and gets False back: exactly one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User
+from generation import specs
+from tasks.dispatch import dispatch_on_commit
+from tasks.errors import InvalidInput, StateConflict
+from tasks.models import (
+    ACTIVE_STATES,
+    RETRYABLE_STATES,
+    TRANSITIONS,
+    UNFINISHED_STATES,
+    Task,
+    TaskEvent,
+    TaskState,
+)
+from tasks.storage import task_files_delete
+
+logger = logging.getLogger(__name__)
+
+EventType = TaskEvent.Type
+
+
+def _config(name: str) -> Any:
+    return settings.BACKSERV[name]
+
+
+def _lease_deadline() -> datetime:
+    return timezone.now() + timedelta(seconds=_config("LEASE_SECONDS"))
+
+
+def _transition(
+    *,
+    task_id: UUID | str,
+    to: TaskState,
+    event: str,
+    sources: Iterable[TaskState] | None = None,
+    match: Q | None = None,
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    allowed = TRANSITIONS[to]
+    from_states = frozenset(sources) if sources is not None else allowed
+    if not from_states <= allowed:
+        raise ValueError(f"{sorted(from_states - allowed)} -> {to} is not a transition of the state machine")
+    with transaction.atomic():
+        rows = Task.objects.filter(pk=task_id, state__in=from_states)
+        if match is not None:
+            rows = rows.filter(match)
+        if rows.update(state=to, updated_at=timezone.now(), **fields) != 1:
+            return False
+        TaskEvent.objects.create(task_id=task_id, type=event, state=to, data=data or {})
+    logger.info("task %s -> %s (%s)", task_id, to, event)
+    return True
+
+
+def _claim_holder(*, worker: str, attempt: int) -> Q:
+    """Only the claim that is still current may change a running job: a worker whose
+    lease was reaped and whose job was claimed again must not finish it."""
+    return Q(worker=worker, attempts=attempt)
+
+
+# Submit, cancel, retry, delete: what clients and operators do ----------------------
+
+
+def task_submit(
+    *,
+    owner: User,
+    task_type: str,
+    params: dict[str, Any],
+    priority: int = 5,
+    user_label: str = "",
+) -> Task:
+    if not 0 <= priority <= 10:
+        raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
+    clean_params = specs.validate_params(task_type=task_type, params=params)
+    now = timezone.now()
+    with transaction.atomic():
+        task = Task.objects.create(
+            owner=owner,
+            user_label=user_label,
+            task_type=task_type,
+            params=clean_params,
+            priority=priority,
+            queue_name=_config("QUEUE_NAME"),
+            dispatched_at=now,
+        )
+        TaskEvent.objects.create(task=task, type=EventType.SUBMITTED, state=TaskState.PENDING)
+        dispatch_on_commit(task_id=task.pk)
+    logger.info("task %s submitted (%s) by %s", task.pk, task_type, owner.pk)
+    return task
+
+
+def task_cancel(*, task: Task) -> Task:
+    """Queued: revoked now. Running: flagged; the worker stops within one step and
+    records REVOKED. Finished: a conflict."""
+    # Two tries: the job may be claimed between the PENDING attempt and the flag.
+    for _ in range(2):
+        now = timezone.now()
+        if _transition(
+            task_id=task.pk,
+            to=TaskState.REVOKED,
+            event=EventType.REVOKED,
+            sources=[TaskState.PENDING],
+            completed_at=now,
+        ):
+            break
+        with transaction.atomic():
+            flagged = Task.objects.filter(pk=task.pk, state__in=ACTIVE_STATES, cancel_requested=False).update(
+                cancel_requested=True, updated_at=now
+            )
+            if flagged:
+                TaskEvent.objects.create(
+                    task_id=task.pk, type=EventType.CANCEL_REQUESTED, state=Task.objects.get(pk=task.pk).state
+                )
+                break
+        current = Task.objects.get(pk=task.pk)
+        if current.state in ACTIVE_STATES and current.cancel_requested:
+            break
+        if current.state not in UNFINISHED_STATES:
+            raise StateConflict(f"Task is already {current.state}; only unfinished tasks can be cancelled.")
+    task.refresh_from_db()
+    return task
+
+
+def task_retry(*, task: Task) -> Task:
+    if not _transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=EventType.RETRIED,
+        sources=RETRYABLE_STATES,
+        progress=0.0,
+        result=None,
+        error_code="",
+        error_message="",
+        attempts=0,
+        worker="",
+        lease_expires_at=None,
+        cancel_requested=False,
+        started_at=None,
+        completed_at=None,
+        claimed_at=None,
+        dispatched_at=timezone.now(),
+    ):
+        task.refresh_from_db()
+        raise StateConflict(
+            f"Task is {task.state}; only FAILURE, TIMEOUT or REVOKED tasks can be retried.",
+        )
+    dispatch_on_commit(task_id=task.pk)
+    task.refresh_from_db()
+    return task
+
+
+def task_delete(*, task: Task) -> None:
+    with transaction.atomic():
+        deleted, _ = Task.objects.filter(pk=task.pk).exclude(state__in=ACTIVE_STATES).delete()
+        if not deleted:
+            raise StateConflict("Task is running; cancel it first or wait for it to finish.")
+        transaction.on_commit(lambda: task_files_delete(task_id=task.pk))
+    logger.info("task %s deleted", task.pk)
+
+
+# Claim, run, finish: what workers do ------------------------------------------------
+
+
+def task_claim(*, task_id: UUID | str, worker: str) -> bool:
+    now = timezone.now()
+    return _transition(
+        task_id=task_id,
+        to=TaskState.RECEIVED,
+        event=EventType.CLAIMED,
+        data={"worker": worker},
+        worker=worker,
+        attempts=F("attempts") + 1,
+        claimed_at=now,
+        lease_expires_at=_lease_deadline(),
+        cancel_requested=False,
+    )
+
+
+def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8) -> Task | None:
+    """Claim the best waiting job of a queue: highest priority, then oldest.
+
+    Deciding here rather than by message order gives priorities on every broker. The
+    candidates are tried in turn because other workers claim from the same list.
+    """
+    waiting = (
+        Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING)
+        .order_by("-priority", "submitted_at")
+        .values_list("pk", flat=True)[:candidates]
+    )
+    for task_id in list(waiting):
+        if task_claim(task_id=task_id, worker=worker):
+            return Task.objects.get(pk=task_id)
+    return None
+
+
+def task_start(*, task: Task) -> bool:
+    return _transition(
+        task_id=task.pk,
+        to=TaskState.STARTED,
+        event=EventType.STARTED,
+        match=_claim_holder(worker=task.worker, attempt=task.attempts) & Q(cancel_requested=False),
+        data={"worker": task.worker, "attempt": task.attempts},
+        started_at=timezone.now(),
+    )
+
+
+def task_lease_renew(*, task: Task) -> bool:
+    return bool(
+        Task.objects.filter(pk=task.pk, state__in=ACTIVE_STATES)
+        .filter(_claim_holder(worker=task.worker, attempt=task.attempts))
+        .update(lease_expires_at=_lease_deadline())
+    )
+
+
+def task_progress_report(*, task: Task, progress: float, step: int, total: int) -> bool:
+    progress = min(max(progress, 0.0), 1.0)
+    with transaction.atomic():
+        updated = (
+            Task.objects.filter(pk=task.pk, state=TaskState.STARTED)
+            .filter(_claim_holder(worker=task.worker, attempt=task.attempts))
+            .update(progress=progress, updated_at=timezone.now())
+        )
+        if updated:
+            TaskEvent.objects.create(
+                task_id=task.pk,
+                type=EventType.PROGRESS,
+                state=TaskState.STARTED,
+                data={"progress": progress, "step": step, "total": total},
+            )
+    return bool(updated)
+
+
+def task_succeed(*, task: Task, result: dict[str, Any]) -> bool:
+    return _transition(
+        task_id=task.pk,
+        to=TaskState.SUCCESS,
+        event=EventType.SUCCEEDED,
+        match=_claim_holder(worker=task.worker, attempt=task.attempts),
+        progress=1.0,
+        result=result,
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def task_fail(*, task: Task, code: str, message: str) -> bool:
+    return _transition(
+        task_id=task.pk,
+        to=TaskState.FAILURE,
+        event=EventType.FAILED,
+        match=_claim_holder(worker=task.worker, attempt=task.attempts),
+        data={"code": code, "message": message, "attempt": task.attempts},
+        error_code=code,
+        error_message=message,
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def task_revoke_running(*, task: Task) -> bool:
+    """The worker stopped a job whose cancel was requested."""
+    return _transition(
+        task_id=task.pk,
+        to=TaskState.REVOKED,
+        event=EventType.REVOKED,
+        sources=ACTIVE_STATES,
+        match=_claim_holder(worker=task.worker, attempt=task.attempts),
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+# Sweeps: safe to run in any number of processes at once ---------------------------
+
+
+def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
+    """Put a job whose worker is gone back in the queue, or end it when its attempts
+    are spent or its cancel was requested. Returns the new state, or None if the job
+    had moved on (another sweep or the worker got there first)."""
+    now = timezone.now()
+    cleared = {"worker": "", "lease_expires_at": None}
+    if task.cancel_requested:
+        done = _transition(
+            task_id=task.pk, to=TaskState.REVOKED, event=EventType.REVOKED, sources=ACTIVE_STATES,
+            match=match, data={"reason": reason}, completed_at=now, **cleared,
+        )
+        return TaskState.REVOKED if done else None
+    if task.attempts >= _config("MAX_ATTEMPTS"):
+        message = f"The worker running this task was lost ({reason}) on each of {task.attempts} attempts."
+        done = _transition(
+            task_id=task.pk, to=TaskState.FAILURE, event=EventType.FAILED, sources=ACTIVE_STATES, match=match,
+            data={"code": "WORKER_LOST", "message": message, "attempt": task.attempts},
+            error_code="WORKER_LOST", error_message=message, completed_at=now, **cleared,
+        )
+        return TaskState.FAILURE if done else None
+    done = _transition(
+        task_id=task.pk, to=TaskState.PENDING, event=EventType.REQUEUED, sources=ACTIVE_STATES, match=match,
+        data={"reason": reason, "attempt": task.attempts, "worker": task.worker},
+        progress=0.0, started_at=None, dispatched_at=now, **cleared,
+    )
+    if done:
+        dispatch_on_commit(task_id=task.pk)
+        return TaskState.PENDING
+    return None
+
+
+def tasks_requeue_expired(*, now: datetime | None = None) -> int:
+    """Jobs whose worker stopped renewing its lease go back to PENDING (or end)."""
+    now = now or timezone.now()
+    expired = Task.objects.filter(state__in=ACTIVE_STATES, lease_expires_at__lt=now)
+    moved = 0
+    for task in expired.only("pk", "worker", "attempts", "cancel_requested"):
+        # The lease is checked again in the UPDATE: a worker may renew it meanwhile.
+        match = Q(lease_expires_at__lt=now) & _claim_holder(worker=task.worker, attempt=task.attempts)
+        if _requeue_or_fail(task=task, reason="lease expired", match=match):
+            moved += 1
+    return moved
+
+
+def tasks_redispatch_stale(*, now: datetime | None = None) -> int:
+    """Send "run task X" again for PENDING jobs whose message seems lost.
+
+    Only for queues where nothing was claimed lately: while workers keep claiming, a
+    waiting job is only waiting its turn, and re-sending would pile up messages.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=_config("REDISPATCH_AFTER_SECONDS"))
+    stale = Task.objects.filter(state=TaskState.PENDING).filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at=None))
+    sent = 0
+    for queue_name in stale.values_list("queue_name", flat=True).distinct():
+        if Task.objects.filter(queue_name=queue_name, claimed_at__gte=cutoff).exists():
+            continue
+        for task_id, dispatched_at in stale.filter(queue_name=queue_name).values_list("pk", "dispatched_at"):
+            # Compare-and-set on dispatched_at: concurrent sweeps send each message once.
+            if Task.objects.filter(pk=task_id, state=TaskState.PENDING, dispatched_at=dispatched_at).update(
+                dispatched_at=now
+            ):
+                dispatch_on_commit(task_id=task_id)
+                sent += 1
+    return sent
+
+
+def tasks_recover_after_restart() -> int:
+    """Embedded mode, at start: this process is the only worker, so every job left
+    claimed belongs to the run that died. Requeue them and re-send every PENDING job's
+    message (the in-process broker lost them with the process)."""
+    waiting = list(Task.objects.filter(state=TaskState.PENDING).values_list("pk", flat=True))
+    moved = 0
+    for task in Task.objects.filter(state__in=ACTIVE_STATES).only("pk", "worker", "attempts", "cancel_requested"):
+        match = _claim_holder(worker=task.worker, attempt=task.attempts)
+        if _requeue_or_fail(task=task, reason="server restarted", match=match):
+            moved += 1
+    for task_id in waiting:
+        task_redispatch(task_id=task_id)
+    return moved
+
+
+def task_redispatch(*, task_id: UUID | str) -> None:
+    """Send a PENDING job's message again (its message was spent on a better job)."""
+    if Task.objects.filter(pk=task_id, state=TaskState.PENDING).update(dispatched_at=timezone.now()):
+        dispatch_on_commit(task_id=task_id)

@@ -1,0 +1,47 @@
+"""The periodic sweeps (expired leases, lost messages). Every worker process and the
+embedded server run them on a side thread; the sweeps are conditional UPDATEs, so any
+number of processes may run them at once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from tasks.services import tasks_redispatch_stale, tasks_requeue_expired
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_once() -> dict[str, int]:
+    return {"requeued": tasks_requeue_expired(), "redispatched": tasks_redispatch_stale()}
+
+
+class Sweeper:
+    def __init__(self, interval: float | None = None):
+        self.interval = interval if interval is not None else settings.BACKSERV["SWEEP_INTERVAL_SECONDS"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="backserv-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                close_old_connections()
+                try:
+                    counts = sweep_once()
+                except Exception:
+                    logger.exception("sweep failed; trying again in %.0fs", self.interval)
+                    continue
+                if any(counts.values()):
+                    logger.info("sweep: %s", counts)
+        finally:
+            connection.close()

@@ -1,0 +1,25 @@
+"""Test settings: the real settings, with the in-process stub broker for the in-process
+worker. BROKER_URL (Redis or RabbitMQ, when set) is kept for the end-to-end tests, which
+start real server and worker processes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
+
+from backserv_site.settings import *  # noqa: E402,F403
+from backserv_site.settings import BACKSERV, GENERATION, VAR_DIR, dramatiq_broker_settings  # noqa: E402
+
+E2E_BROKER_URL = BROKER_URL  # noqa: F405
+DRAMATIQ_BROKER = dramatiq_broker_settings("")
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = VAR_DIR / "test-media"
+TEST_MODELS_DIR = VAR_DIR / "test-models"
+GENERATION = {
+    **GENERATION,
+    "MODELS_DIR": TEST_MODELS_DIR,
+    "MODELS": {"image_creation": str(TEST_MODELS_DIR / "tiny-sd")},
+}
+BACKSERV = {**BACKSERV, "PROGRESS_INTERVAL_SECONDS": 0.0}
