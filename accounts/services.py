@@ -45,7 +45,7 @@ def api_token_create(*, user: User, name: str = "") -> IssuedToken:
 
 @transaction.atomic
 def user_ensure(*, username: str, is_staff: bool = False) -> User:
-    user, created = User.objects.get_or_create(username=username, defaults={"is_staff": is_staff})
+    user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": is_staff})
     if is_staff and not (user.is_staff and user.is_superuser):
         user.is_staff = True
         user.is_superuser = True

@@ -24,9 +24,9 @@ def _check_broker() -> str:
     client = getattr(broker, "client", None)
     if client is not None:  # Redis
         client.ping()
-    elif hasattr(broker, "connection"):  # RabbitMQ: opens (or reuses) this thread's connection
-        if not broker.connection.is_open:
-            raise ConnectionError("RabbitMQ connection is closed")
+    elif hasattr(broker, "connection") and not broker.connection.is_open:
+        # RabbitMQ: the property opens (or reuses) this thread's connection.
+        raise ConnectionError("RabbitMQ connection is closed")
     return "ok"
 
 

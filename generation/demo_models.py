@@ -42,9 +42,7 @@ def build_demo_models(target_dir: Path) -> dict[str, Path]:
 def _save_atomically(final_dir: Path, save: Callable[[Path], None]) -> None:
     # A sibling folder on the same filesystem makes the final rename atomic, so a crash
     # never leaves a half-written model where the idempotency check would accept it.
-    staging_dir = Path(
-        tempfile.mkdtemp(prefix=f".{final_dir.name}-", dir=final_dir.parent)
-    )
+    staging_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}-", dir=final_dir.parent))
     try:
         save(staging_dir)
         if final_dir.exists():

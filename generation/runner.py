@@ -116,7 +116,9 @@ class StepReporter:
         self._last_write = 0.0
 
     def check(self) -> None:
-        row = Task.objects.filter(pk=self.task.pk).values_list("state", "worker", "attempts", "cancel_requested").first()
+        row = (
+            Task.objects.filter(pk=self.task.pk).values_list("state", "worker", "attempts", "cancel_requested").first()
+        )
         if row is None or row[0] != TaskState.STARTED or row[1:3] != (self.task.worker, self.task.attempts):
             raise TaskLost()
         if row[3]:

@@ -124,7 +124,8 @@ def validate_params(*, task_type: str, params: Any) -> dict[str, Any]:
     serializer = spec.params(data=params)
     if not serializer.is_valid():
         fields = {
-            f"params.{name}" if name else "params": messages for name, messages in flatten_validation_errors(serializer.errors).items()
+            f"params.{name}" if name else "params": messages
+            for name, messages in flatten_validation_errors(serializer.errors).items()
         }
         first_name, first_messages = next(iter(fields.items()))
         raise InvalidInput(f"{first_name}: {first_messages[0]}", code="invalid_params", fields=fields)

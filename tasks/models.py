@@ -43,9 +43,7 @@ class Task(models.Model):
     user_label = models.CharField(max_length=200, blank=True)
     task_type = models.CharField(max_length=50)
     params = models.JSONField(default=dict)
-    priority = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(0), MaxValueValidator(10)]
-    )
+    priority = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(0), MaxValueValidator(10)])
     state = models.CharField(max_length=10, choices=TaskState.choices, default=TaskState.PENDING)
     progress = models.FloatField(default=0.0)
     result = models.JSONField(null=True, blank=True)

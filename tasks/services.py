@@ -301,22 +301,42 @@ def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
     cleared = {"worker": "", "lease_expires_at": None}
     if task.cancel_requested:
         done = _transition(
-            task_id=task.pk, to=TaskState.REVOKED, event=EventType.REVOKED, sources=ACTIVE_STATES,
-            match=match, data={"reason": reason}, completed_at=now, **cleared,
+            task_id=task.pk,
+            to=TaskState.REVOKED,
+            event=EventType.REVOKED,
+            sources=ACTIVE_STATES,
+            match=match,
+            data={"reason": reason},
+            completed_at=now,
+            **cleared,
         )
         return TaskState.REVOKED if done else None
     if task.attempts >= _config("MAX_ATTEMPTS"):
         message = f"The worker running this task was lost ({reason}) on each of {task.attempts} attempts."
         done = _transition(
-            task_id=task.pk, to=TaskState.FAILURE, event=EventType.FAILED, sources=ACTIVE_STATES, match=match,
+            task_id=task.pk,
+            to=TaskState.FAILURE,
+            event=EventType.FAILED,
+            sources=ACTIVE_STATES,
+            match=match,
             data={"code": "WORKER_LOST", "message": message, "attempt": task.attempts},
-            error_code="WORKER_LOST", error_message=message, completed_at=now, **cleared,
+            error_code="WORKER_LOST",
+            error_message=message,
+            completed_at=now,
+            **cleared,
         )
         return TaskState.FAILURE if done else None
     done = _transition(
-        task_id=task.pk, to=TaskState.PENDING, event=EventType.REQUEUED, sources=ACTIVE_STATES, match=match,
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=EventType.REQUEUED,
+        sources=ACTIVE_STATES,
+        match=match,
         data={"reason": reason, "attempt": task.attempts, "worker": task.worker},
-        progress=0.0, started_at=None, dispatched_at=now, **cleared,
+        progress=0.0,
+        started_at=None,
+        dispatched_at=now,
+        **cleared,
     )
     if done:
         dispatch_on_commit(task_id=task.pk)

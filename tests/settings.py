@@ -8,8 +8,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
 
-from backserv_site.settings import *  # noqa: E402,F403
-from backserv_site.settings import BACKSERV, GENERATION, VAR_DIR, dramatiq_broker_settings  # noqa: E402
+from backserv_site.settings import *  # noqa: F403
+from backserv_site.settings import BACKSERV, GENERATION, VAR_DIR, dramatiq_broker_settings
 
 E2E_BROKER_URL = BROKER_URL  # noqa: F405
 DRAMATIQ_BROKER = dramatiq_broker_settings("")

@@ -11,8 +11,8 @@ from rest_framework.views import APIView
 
 from generation.specs import TASK_TYPES
 from tasks import services
-from tasks.errors import NotFound
 from tasks.api.serializers import TaskSerializer, TaskSubmitSerializer
+from tasks.errors import NotFound
 from tasks.models import Task, TaskState
 
 

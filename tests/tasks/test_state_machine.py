@@ -1,0 +1,211 @@
+"""The job state machine: conditional UPDATEs let exactly one of racing writers win,
+and every change leaves an event."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import User
+from tasks import services
+from tasks.errors import StateConflict
+from tasks.models import Task, TaskEvent, TaskState
+
+
+def _task(owner: User, **fields: object) -> Task:
+    return services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "x"}, **fields)
+
+
+def _claimed(owner: User, worker: str = "w1") -> Task:
+    task = _task(owner)
+    assert services.task_claim(task_id=task.pk, worker=worker)
+    return Task.objects.get(pk=task.pk)
+
+
+def _race(count: int, action: object) -> list[object]:
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = action(index)  # type: ignore[operator]
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exactly_one_of_racing_claims_wins(owner: User) -> None:
+    for _ in range(10):
+        task = _task(owner)
+        results = _race(6, lambda index, task=task: services.task_claim(task_id=task.pk, worker=f"w{index}"))
+        assert results.count(True) == 1
+        task.refresh_from_db()
+        assert task.state == TaskState.RECEIVED
+        assert task.attempts == 1
+        assert task.worker == f"w{results.index(True)}"
+        assert task.events.filter(type=TaskEvent.Type.CLAIMED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_racing_a_claim_leaves_one_consistent_outcome(owner: User) -> None:
+    for _ in range(10):
+        task = _task(owner)
+
+        def act(index: int, task: Task = task) -> object:
+            if index == 0:
+                return services.task_claim(task_id=task.pk, worker="w")
+            return services.task_cancel(task=Task.objects.get(pk=task.pk)).state
+
+        claimed, _ = _race(2, act)
+        task.refresh_from_db()
+        if claimed:
+            assert task.state == TaskState.RECEIVED and task.cancel_requested
+        else:
+            assert task.state == TaskState.REVOKED
+
+
+def test_submit_records_a_pending_job_and_an_event(owner: User) -> None:
+    task = _task(owner, priority=9, user_label="end-user-1")
+    assert task.state == TaskState.PENDING
+    assert task.priority == 9
+    assert list(task.events.values_list("type", flat=True)) == ["submitted"]
+
+
+def test_the_worker_path_records_each_change(owner: User) -> None:
+    task = _claimed(owner)
+    assert services.task_start(task=task)
+    assert services.task_progress_report(task=task, progress=0.5, step=2, total=4)
+    assert services.task_succeed(task=task, result={"outputs": []})
+    task.refresh_from_db()
+    assert task.state == TaskState.SUCCESS and task.progress == 1.0 and task.completed_at
+    assert list(task.events.values_list("type", flat=True)) == [
+        "submitted", "claimed", "started", "progress", "succeeded",
+    ]  # fmt: skip
+
+
+def test_it_refuses_changes_the_state_machine_does_not_allow(owner: User) -> None:
+    task = _task(owner)
+    task.worker, task.attempts = "w1", 0
+    assert not services.task_start(task=task)  # not claimed yet
+    assert not services.task_succeed(task=task, result={})
+    assert not services.task_fail(task=task, code="X", message="x")
+    with pytest.raises(StateConflict):
+        services.task_retry(task=task)
+    assert Task.objects.get(pk=task.pk).state == TaskState.PENDING
+
+
+def test_a_worker_whose_claim_was_taken_over_cannot_finish_the_job(owner: User) -> None:
+    first = _claimed(owner, worker="w1")
+    assert services.task_start(task=first)
+    Task.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.tasks_requeue_expired() == 1
+    assert services.task_claim(task_id=first.pk, worker="w1")  # same process name, new attempt
+    assert not services.task_succeed(task=first, result={})
+    assert not services.task_progress_report(task=first, progress=0.3, step=1, total=3)
+    second = Task.objects.get(pk=first.pk)
+    assert second.attempts == 2 and second.state == TaskState.RECEIVED
+
+
+def test_expired_leases_requeue_until_attempts_are_spent(owner: User, settings: object) -> None:
+    settings.BACKSERV = {**settings.BACKSERV, "MAX_ATTEMPTS": 2}  # type: ignore[attr-defined]
+    task = _task(owner)
+    for attempt in (1, 2):
+        assert services.task_claim(task_id=task.pk, worker=f"w{attempt}")
+        Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        assert services.tasks_requeue_expired() == 1
+    task.refresh_from_db()
+    assert task.state == TaskState.FAILURE
+    assert task.error_code == "WORKER_LOST"
+    assert [e.type for e in task.events.all()].count("requeued") == 1
+
+
+def test_a_live_lease_is_left_alone(owner: User) -> None:
+    task = _claimed(owner)
+    assert services.tasks_requeue_expired() == 0
+    assert Task.objects.get(pk=task.pk).state == TaskState.RECEIVED
+
+
+def test_an_expired_job_whose_cancel_was_requested_ends_revoked(owner: User) -> None:
+    task = _claimed(owner)
+    services.task_cancel(task=task)
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    services.tasks_requeue_expired()
+    assert Task.objects.get(pk=task.pk).state == TaskState.REVOKED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sweeps_requeue_a_job_once(owner: User) -> None:
+    task = _claimed(owner)
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    results = _race(4, lambda index: services.tasks_requeue_expired())
+    assert sum(results) == 1  # type: ignore[arg-type]
+    assert Task.objects.get(pk=task.pk).events.filter(type="requeued").count() == 1
+
+
+def test_claims_take_the_highest_priority_then_the_oldest(owner: User) -> None:
+    low = _task(owner, priority=1)
+    high_old = _task(owner, priority=9)
+    high_new = _task(owner, priority=9)
+    queue = low.queue_name
+    order = [services.task_claim_next(queue_name=queue, worker="w").pk for _ in range(3)]
+    assert order == [high_old.pk, high_new.pk, low.pk]
+    assert services.task_claim_next(queue_name=queue, worker="w") is None
+
+
+def test_cancel_of_a_finished_job_is_a_conflict(owner: User) -> None:
+    task = _task(owner)
+    services.task_cancel(task=task)
+    with pytest.raises(StateConflict):
+        services.task_cancel(task=Task.objects.get(pk=task.pk))
+
+
+def test_retry_puts_a_revoked_job_back_with_a_clean_slate(owner: User) -> None:
+    task = _claimed(owner)
+    services.task_fail(task=task, code="PIPELINE_ERROR", message="boom")
+    retried = services.task_retry(task=Task.objects.get(pk=task.pk))
+    assert retried.state == TaskState.PENDING
+    assert (retried.error_code, retried.attempts, retried.result, retried.progress) == ("", 0, None, 0.0)
+    assert retried.events.last().type == "retried"
+
+
+def test_stale_messages_are_sent_again_once_when_nothing_is_being_claimed(owner: User) -> None:
+    task = _task(owner)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Task.objects.filter(pk=task.pk).update(dispatched_at=long_ago)
+    assert services.tasks_redispatch_stale() == 1
+    assert services.tasks_redispatch_stale() == 0
+
+
+def test_stale_messages_are_not_resent_while_workers_keep_claiming(owner: User) -> None:
+    waiting = _task(owner)
+    Task.objects.filter(pk=waiting.pk).update(dispatched_at=timezone.now() - timedelta(hours=1))
+    _claimed(owner)  # a claim just now: messages are flowing
+    assert services.tasks_redispatch_stale() == 0
+
+
+def test_recovery_after_a_restart_requeues_jobs_left_running(owner: User) -> None:
+    running = _claimed(owner)
+    services.task_start(task=running)
+    waiting = _task(owner)
+    assert services.tasks_recover_after_restart() == 1
+    assert Task.objects.get(pk=running.pk).state == TaskState.PENDING
+    assert Task.objects.get(pk=waiting.pk).state == TaskState.PENDING
+
+
+def test_delete_refuses_a_running_job(owner: User) -> None:
+    task = _claimed(owner)
+    with pytest.raises(StateConflict):
+        services.task_delete(task=task)
+    assert Task.objects.filter(pk=task.pk).exists()
