@@ -223,6 +223,11 @@ GENERATION = {
     "DEFAULT_SIZE": env_int("GENERATION_DEFAULT_SIZE", 512),
 }
 
+# No code path may fetch weights from a hub at run time; models are local directories.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 # Logging --------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 
 from backserv_site.health import health
+from backserv_site.media import media_file
 
 urlpatterns = [
     path("health", health, name="health"),
@@ -16,6 +16,4 @@ urlpatterns = [
 if settings.MEDIA_URL.startswith("/"):
     # Outputs sit under unguessable per-job paths (the job's UUID); a fleet may serve
     # MEDIA_ROOT from a web server or use S3 instead.
-    urlpatterns.append(
-        re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
-    )
+    urlpatterns.append(re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.+)$", media_file, name="media"))

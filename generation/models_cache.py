@@ -28,6 +28,16 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _quiet_libraries() -> None:
+    # Progress bars on every load would flood worker logs.
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 def device_and_dtype() -> tuple[str, Any]:
     import torch
 
@@ -68,6 +78,7 @@ class PipelineCache:
                 self._entries.move_to_end(key)
                 return entry
             module = importlib.import_module(spec.pipeline_module)
+            _quiet_libraries()
             device, dtype = device_and_dtype()
             started = time.monotonic()
             entry = _Entry(pipeline=module.load(path, device, dtype))

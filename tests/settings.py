@@ -23,3 +23,4 @@ GENERATION = {
     "MODELS": {"image_creation": str(TEST_MODELS_DIR / "tiny-sd")},
 }
 BACKSERV = {**BACKSERV, "PROGRESS_INTERVAL_SECONDS": 0.0}
+STATIC_ROOT = BASE_DIR / "static"  # noqa: F405  (exists; silences WhiteNoise in tests)
