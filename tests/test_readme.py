@@ -1,0 +1,18 @@
+"""README.md must stay true: every environment variable the settings read is in its
+configuration table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_read_from_the_environment_is_documented() -> None:
+    sources = "\n".join(path.read_text() for path in (BASE_DIR / "backserv_site").glob("*.py"))
+    names = set(re.findall(r"""env_(?:str|bool|int|float|list|secret)\(\s*["']([A-Z0-9_]+)["']""", sources))
+    readme = (BASE_DIR / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)`", readme, flags=re.MULTILINE))
+    assert names, "no env_* calls found: the pattern is out of date"
+    assert sorted(names - documented) == []
