@@ -110,6 +110,8 @@ else:
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite creates the file but not its folder (a fresh clone has no var/).
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {**_SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
@@ -167,6 +169,7 @@ _DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.CurrentMessage",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
     "tasks.middleware.SweeperMiddleware",
+    "generation.middleware.ModelPreloadMiddleware",
 ]
 
 
@@ -215,6 +218,8 @@ GENERATION = {
     },
     "DEVICE": env_str("GENERATION_DEVICE", ""),
     "PIPELINE_CACHE_SIZE": env_int("PIPELINE_CACHE_SIZE", 2),
+    # Load models when a worker starts, so the first job does not wait for the load.
+    "PRELOAD_MODELS": env_bool("PRELOAD_MODELS", True),
     "MAX_WIDTH": env_int("GENERATION_MAX_WIDTH", 1024),
     "MAX_HEIGHT": env_int("GENERATION_MAX_HEIGHT", 1024),
     "MAX_STEPS": env_int("GENERATION_MAX_STEPS", 100),

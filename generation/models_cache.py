@@ -60,6 +60,9 @@ class PipelineCache:
         self._lock = threading.Lock()
         self.loads = 0
 
+    def preload(self, spec: TaskTypeSpec) -> None:
+        self._entry(spec)
+
     @contextmanager
     def use(self, spec: TaskTypeSpec) -> Iterator[Any]:
         """The loaded pipeline for a task type, held exclusively while the block runs."""
@@ -101,3 +104,28 @@ def pipeline_cache() -> PipelineCache:
         if _cache is None:
             _cache = PipelineCache(settings.GENERATION["PIPELINE_CACHE_SIZE"])
         return _cache
+
+
+def preload_models() -> list[str]:
+    """Load the configured models (as many as the cache holds) so the first job does not
+    pay for importing torch and loading weights."""
+    from generation.specs import TASK_TYPES
+
+    cache = pipeline_cache()
+    loaded: list[str] = []
+    for spec in TASK_TYPES.values():
+        if len(loaded) >= cache.capacity:
+            break
+        try:
+            path = model_path(spec.name)
+        except LookupError:
+            continue
+        if not path.exists():
+            continue
+        try:
+            cache.preload(spec)
+        except Exception:
+            logger.exception("could not preload %s from %s; jobs of this type will fail until fixed", spec.name, path)
+            continue
+        loaded.append(spec.name)
+    return loaded

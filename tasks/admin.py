@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django_dramatiq.models import Task as DramatiqMessage
 
 from tasks.models import Task, TaskEvent
+
+# django_dramatiq's message log is not used (its middleware is not installed); its empty
+# admin page would only be confused with the jobs.
+if admin.site.is_registered(DramatiqMessage):
+    admin.site.unregister(DramatiqMessage)
 
 
 class TaskEventInline(admin.TabularInline):

@@ -112,31 +112,32 @@ def task_submit(
 def task_cancel(*, task: Task) -> Task:
     """Queued: revoked now. Running: flagged; the worker stops within one step and
     records REVOKED. Finished: a conflict."""
-    # Two tries: the job may be claimed between the PENDING attempt and the flag.
-    for _ in range(2):
-        now = timezone.now()
+    # The job can move between the attempts (claimed, or requeued by a sweep): each
+    # attempt is conditional, so try again with what it has become.
+    for _ in range(3):
         if _transition(
             task_id=task.pk,
             to=TaskState.REVOKED,
             event=EventType.REVOKED,
             sources=[TaskState.PENDING],
-            completed_at=now,
+            completed_at=timezone.now(),
         ):
             break
         with transaction.atomic():
             flagged = Task.objects.filter(pk=task.pk, state__in=ACTIVE_STATES, cancel_requested=False).update(
-                cancel_requested=True, updated_at=now
+                cancel_requested=True, updated_at=timezone.now()
             )
             if flagged:
-                TaskEvent.objects.create(
-                    task_id=task.pk, type=EventType.CANCEL_REQUESTED, state=Task.objects.get(pk=task.pk).state
-                )
+                state = Task.objects.values_list("state", flat=True).get(pk=task.pk)
+                TaskEvent.objects.create(task_id=task.pk, type=EventType.CANCEL_REQUESTED, state=state)
                 break
         current = Task.objects.get(pk=task.pk)
         if current.state in ACTIVE_STATES and current.cancel_requested:
             break
         if current.state not in UNFINISHED_STATES:
             raise StateConflict(f"Task is already {current.state}; only unfinished tasks can be cancelled.")
+    else:
+        raise StateConflict("Task changed state while being cancelled; try again.", code="state_changed")
     task.refresh_from_db()
     return task
 

@@ -1,0 +1,29 @@
+"""Dramatiq middleware of the generation app. Loaded while Django's apps are being set
+up: nothing here imports models or torch at module level."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelPreloadMiddleware(dramatiq.Middleware):
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if settings.GENERATION["PRELOAD_MODELS"]:
+            threading.Thread(target=self._preload, name="model-preload", daemon=True).start()
+
+    def _preload(self) -> None:
+        from django.db import connection
+
+        from generation.models_cache import preload_models
+
+        try:
+            loaded = preload_models()
+            logger.info("preloaded models: %s", ", ".join(loaded) or "none")
+        finally:
+            connection.close()
