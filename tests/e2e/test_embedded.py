@@ -67,7 +67,7 @@ def test_a_job_survives_the_server_being_killed_mid_run(
 ) -> None:
     env, api, processes = embedded
     first = _serve(env, tmp_path / "first.log")
-    task_id = api.submit(width=128, height=128, steps=400, seed=3)["task_id"]
+    task_id = api.submit(width=64, height=64, steps=300, seed=3)["task_id"]
 
     def mid_run() -> bool:
         job = api.job(task_id)
@@ -77,7 +77,7 @@ def test_a_job_survives_the_server_being_killed_mid_run(
     first.kill()
 
     processes.append(_serve(env, tmp_path / "second.log"))
-    job = api.wait_state(task_id, {"SUCCESS", "FAILURE", "REVOKED"}, timeout=120, process=processes[0])
+    job = api.wait_state(task_id, {"SUCCESS", "FAILURE", "REVOKED"}, timeout=300, process=processes[0])
 
     assert job["state"] == "SUCCESS", job
     assert job["attempts"] == 2
