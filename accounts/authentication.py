@@ -11,6 +11,30 @@ from accounts.services import split_token, token_hash
 _KEYWORDS = (b"bearer", b"token")
 
 
+def token_owner(raw: str) -> tuple[User, ApiToken] | None:
+    """The active user a raw token string belongs to, or None."""
+    lookup = split_token(raw)
+    if lookup is None:
+        return None
+    token = ApiToken.objects.select_related("user").filter(prefix=lookup).first()
+    # Compare even when no row matched so the timing does not tell prefixes apart.
+    expected = token.key_hash if token else token_hash("")
+    if not hmac.compare_digest(expected, token_hash(raw)) or token is None or not token.user.is_active:
+        return None
+    return token.user, token
+
+
+def token_from_authorization(header: bytes) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() not in _KEYWORDS:
+        return None
+    try:
+        return parts[1].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <token>` (or `Token <token>`) with a Back.Serv API token."""
 
@@ -24,17 +48,24 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        lookup = split_token(raw)
-        if lookup is None:
+        found = token_owner(raw)
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        token = ApiToken.objects.select_related("user").filter(prefix=lookup).first()
-        # Compare even when no row matched so the timing does not tell prefixes apart.
-        expected = token.key_hash if token else token_hash("")
-        if not hmac.compare_digest(expected, token_hash(raw)) or token is None:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        if not token.user.is_active:
-            raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        return token.user, token
+        return found
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+class QueryTokenAuthentication(ApiTokenAuthentication):
+    """`?token=<token>`, for the streams only: browsers' EventSource and WebSocket
+    cannot set an Authorization header."""
+
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
+        raw = request.query_params.get("token")
+        if raw is None:
+            return None
+        found = token_owner(raw)
+        if found is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return found

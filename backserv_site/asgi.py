@@ -1,3 +1,6 @@
+"""The ASGI application (uvicorn): Django, plus the live streams (SSE, WebSockets)
+and sync-submit waits, which wait on notices without holding a thread."""
+
 from __future__ import annotations
 
 import os
@@ -5,4 +8,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backserv_site.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from tasks.streams import streams_router  # noqa: E402  (needs Django set up first)
+
+application = streams_router(django_application)

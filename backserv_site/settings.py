@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_dramatiq",
     "accounts",
     "tasks",
@@ -153,6 +155,28 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "tasks.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Back.Serv API",
+    "DESCRIPTION": (
+        "Submit GPU generation jobs, follow them (sync waits, Server-Sent Events, WebSockets, "
+        "signed webhooks) and fetch their results. Authenticate with `Authorization: Bearer <token>`. "
+        "Every error has one body: `{detail, code, fields}`."
+    ),
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": "tasks.models.TaskState",
+        "WebhookEventEnum": "tasks.models.WebhookEvent",
+        "WebhookDeliveryStateEnum": "tasks.models.WebhookDelivery.State",
+    },
 }
 
 # Dramatiq -------------------------------------------------------------------------
@@ -206,6 +230,26 @@ BACKSERV = {
     "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.25),
     "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
     "NODE_NAME": env_str("BACKSERV_NODE_NAME", ""),
+    # Outbound URLs (webhooks, inputs) may reach private and loopback addresses only when
+    # this is on: a job must not make the server probe its own network.
+    "ALLOW_PRIVATE_URLS": env_bool("BACKSERV_ALLOW_PRIVATE_URLS", False),
+    # Sync submits (`"sync": true` or `Prefer: wait=N`): the default and the most seconds.
+    "WAIT_DEFAULT_SECONDS": env_int("BACKSERV_WAIT_DEFAULT_SECONDS", 60),
+    "WAIT_MAX_SECONDS": env_int("BACKSERV_WAIT_MAX_SECONDS", 300),
+    # Where "job changed" notices travel between processes (Redis pub/sub). Without it
+    # they stay in-process; waiters also re-read the database this often, so a lost
+    # notice only delays.
+    "NOTIFY_URL": env_str("REDIS_URL", BROKER_URL if BROKER_URL.startswith(("redis://", "rediss://")) else ""),
+    "NOTIFY_CHANNEL": env_str("BACKSERV_NOTIFY_CHANNEL", "backserv:task-changed"),
+    "NOTIFY_POLL_SECONDS": env_float("BACKSERV_NOTIFY_POLL_SECONDS", 5.0),
+    "IDEMPOTENCY_WINDOW_SECONDS": env_int("BACKSERV_IDEMPOTENCY_WINDOW_SECONDS", 24 * 3600),
+    "BATCH_MAX_TASKS": env_int("BACKSERV_BATCH_MAX_TASKS", 100),
+    # Webhook retries: exponential from the first delay up to the cap, for the window.
+    "WEBHOOK_QUEUE": env_str("BACKSERV_WEBHOOK_QUEUE", "webhooks"),
+    "WEBHOOK_TIMEOUT_SECONDS": env_float("BACKSERV_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+    "WEBHOOK_FIRST_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_FIRST_RETRY_SECONDS", 5.0),
+    "WEBHOOK_MAX_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_MAX_RETRY_SECONDS", 1800.0),
+    "WEBHOOK_RETRY_WINDOW_SECONDS": env_float("BACKSERV_WEBHOOK_RETRY_WINDOW_SECONDS", 3 * 3600.0),
 }
 
 _MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))

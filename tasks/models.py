@@ -59,6 +59,14 @@ class Task(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
 
+    # Where to POST the job on its events, and which events besides "completed".
+    webhook = models.URLField(max_length=2000, blank=True)
+    webhook_events = models.JSONField(default=list, blank=True)
+    # A client's retry of the same submit returns this job instead of a new one; the
+    # fingerprint tells a true retry (same body) from a reused key (409).
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
     submitted_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -75,6 +83,11 @@ class Task(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),
             models.CheckConstraint(condition=models.Q(progress__gte=0, progress__lte=1), name="task_progress_0_1"),
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="task_owner_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -114,3 +127,68 @@ class TaskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.task_id}"
+
+
+class WebhookEvent(models.TextChoices):
+    START = "start"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+
+
+class WebhookSecret(models.Model):
+    """The key an owner's webhooks are signed with. Kept in the clear: signing needs
+    it, and the owner reads it back to verify (it is not a login credential)."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
+    secret = models.CharField(max_length=100)
+    rotated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.owner}"
+
+
+class WebhookDelivery(models.Model):
+    """One event of one job to send to its webhook, retried until it lands or gives up.
+    Its id is the `webhook-id` header, the same on every attempt, so receivers can
+    drop duplicates."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=20, choices=WebhookEvent.choices)
+    url = models.URLField(max_length=2000)
+    # The exact bytes signed and sent: the job as the API showed it at the event.
+    body = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The retry schedule runs from here; a redeliver starts it again.
+    scheduled_since = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.task_id} [{self.state}]"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}: {self.status_code or self.error}"

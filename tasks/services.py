@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from accounts.models import User
 from generation import specs
 from tasks.dispatch import dispatch_on_commit
 from tasks.errors import InvalidInput, StateConflict
+from tasks.events import task_event_committed
 from tasks.models import (
     ACTIVE_STATES,
     RETRYABLE_STATES,
@@ -31,8 +33,10 @@ from tasks.models import (
     Task,
     TaskEvent,
     TaskState,
+    WebhookEvent,
 )
 from tasks.storage import task_files_delete
+from tasks.webhooks import webhook_url_validate
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,17 @@ def _config(name: str) -> Any:
 
 def _lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=_config("LEASE_SECONDS"))
+
+
+def _record_event(
+    *, task_id: UUID | str, event_type: str, state: TaskState | str, data: dict[str, Any] | None = None
+) -> None:
+    event = TaskEvent.objects.create(task_id=task_id, type=event_type, state=state, data=data or {})
+    # After commit, so whoever is woken finds the change when it reads; robust, so a
+    # failed notice or webhook scheduling never undoes or breaks the state change.
+    transaction.on_commit(
+        partial(task_event_committed, task_id=task_id, event_id=event.pk, event_type=event_type), robust=True
+    )
 
 
 def _transition(
@@ -67,7 +82,7 @@ def _transition(
             rows = rows.filter(match)
         if rows.update(state=to, updated_at=timezone.now(), **fields) != 1:
             return False
-        TaskEvent.objects.create(task_id=task_id, type=event, state=to, data=data or {})
+        _record_event(task_id=task_id, event_type=event, state=to, data=data)
     logger.info("task %s -> %s (%s)", task_id, to, event)
     return True
 
@@ -88,10 +103,21 @@ def task_submit(
     params: dict[str, Any],
     priority: int = 5,
     user_label: str = "",
+    webhook: str = "",
+    webhook_events: Iterable[str] = (),
+    idempotency_key: str = "",
+    request_fingerprint: str = "",
 ) -> Task:
     if not 0 <= priority <= 10:
         raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
     clean_params = specs.validate_params(task_type=task_type, params=params)
+    if webhook:
+        webhook_url_validate(webhook)
+    events = sorted(set(webhook_events))
+    unknown = [name for name in events if name not in WebhookEvent.values]
+    if unknown:
+        message = f"Unknown webhook event {unknown[0]!r}; choose from {', '.join(WebhookEvent.values)}."
+        raise InvalidInput(message, fields={"webhook_events": [message]})
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.create(
@@ -102,8 +128,12 @@ def task_submit(
             priority=priority,
             queue_name=_config("QUEUE_NAME"),
             dispatched_at=now,
+            webhook=webhook,
+            webhook_events=events,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
         )
-        TaskEvent.objects.create(task=task, type=EventType.SUBMITTED, state=TaskState.PENDING)
+        _record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING)
         dispatch_on_commit(task_id=task.pk)
     logger.info("task %s submitted (%s) by %s", task.pk, task_type, owner.pk)
     return task
@@ -129,7 +159,7 @@ def task_cancel(*, task: Task) -> Task:
             )
             if flagged:
                 state = Task.objects.values_list("state", flat=True).get(pk=task.pk)
-                TaskEvent.objects.create(task_id=task.pk, type=EventType.CANCEL_REQUESTED, state=state)
+                _record_event(task_id=task.pk, event_type=EventType.CANCEL_REQUESTED, state=state)
                 break
         current = Task.objects.get(pk=task.pk)
         if current.state in ACTIVE_STATES and current.cancel_requested:
@@ -242,9 +272,9 @@ def task_progress_report(*, task: Task, progress: float, step: int, total: int) 
             .update(progress=progress, updated_at=timezone.now())
         )
         if updated:
-            TaskEvent.objects.create(
+            _record_event(
                 task_id=task.pk,
-                type=EventType.PROGRESS,
+                event_type=EventType.PROGRESS,
                 state=TaskState.STARTED,
                 data={"progress": progress, "step": step, "total": total},
             )

@@ -11,12 +11,17 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from tasks.services import tasks_redispatch_stale, tasks_requeue_expired
+from tasks.webhooks import webhooks_redispatch_due
 
 logger = logging.getLogger(__name__)
 
 
 def sweep_once() -> dict[str, int]:
-    return {"requeued": tasks_requeue_expired(), "redispatched": tasks_redispatch_stale()}
+    return {
+        "requeued": tasks_requeue_expired(),
+        "redispatched": tasks_redispatch_stale(),
+        "webhooks_redispatched": webhooks_redispatch_due(),
+    }
 
 
 class Sweeper:

@@ -98,6 +98,7 @@ def broker() -> Iterator[StubBroker]:
 class InProcessWorker:
     def __init__(self, broker: StubBroker, threads: int):
         import generation.actors  # noqa: F401  (registers the actors)
+        import tasks.actors  # noqa: F401
 
         self.broker = broker
         self.threads = threads

@@ -22,5 +22,13 @@ GENERATION = {
     "MODELS_DIR": TEST_MODELS_DIR,
     "MODELS": {"image_creation": str(TEST_MODELS_DIR / "tiny-sd")},
 }
-BACKSERV = {**BACKSERV, "PROGRESS_INTERVAL_SECONDS": 0.0}
+BACKSERV = {
+    **BACKSERV,
+    "PROGRESS_INTERVAL_SECONDS": 0.0,
+    # Tests stay in one process: "job changed" notices go through the in-process hub.
+    "NOTIFY_URL": "",
+    "WEBHOOK_FIRST_RETRY_SECONDS": 0.05,
+    "WEBHOOK_MAX_RETRY_SECONDS": 0.2,
+    "WEBHOOK_TIMEOUT_SECONDS": 2.0,
+}
 STATIC_ROOT = BASE_DIR / "static"  # noqa: F405  (exists; silences WhiteNoise in tests)

@@ -3,10 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from tasks.models import Task
+from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
+from tasks.selectors import task_eta_seconds, task_queue_position
 
 
 class TaskSubmitSerializer(serializers.Serializer):
@@ -20,6 +22,20 @@ class TaskSubmitSerializer(serializers.Serializer):
     task_params = serializers.JSONField(required=False)
     priority = serializers.IntegerField(required=False, min_value=0, max_value=10, default=5)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    webhook = serializers.URLField(
+        required=False, max_length=2000, default="", help_text="POSTed the job, signed, on its events."
+    )
+    webhook_events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        required=False,
+        default=list,
+        help_text="Events to send besides `completed` (always sent): `start`, `progress`.",
+    )
+    sync = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Wait for the job to finish (up to the default wait) before answering; see `Prefer: wait=N`.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
@@ -35,6 +51,9 @@ class TaskSubmitSerializer(serializers.Serializer):
             "params": attrs[given[0]] if given else {},
             "priority": attrs["priority"],
             "user_label": attrs["user_id"],
+            "webhook": attrs["webhook"],
+            "webhook_events": attrs["webhook_events"],
+            "sync": attrs["sync"],
         }
 
 
@@ -43,6 +62,12 @@ class TaskSerializer(serializers.ModelSerializer):
     user_id = serializers.CharField(source="user_label", read_only=True)
     result = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField(
+        help_text="While PENDING: how many waiting jobs will be claimed before this one (0: it is next)."
+    )
+    eta_seconds = serializers.SerializerMethodField(
+        help_text="While PENDING: estimated seconds until it finishes, from recent runs of its type."
+    )
 
     class Meta:
         model = Task
@@ -58,12 +83,33 @@ class TaskSerializer(serializers.ModelSerializer):
             "error",
             "attempts",
             "cancel_requested",
+            "queue_position",
+            "eta_seconds",
+            "webhook",
+            "webhook_events",
             "submitted_at",
             "started_at",
             "completed_at",
         ]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_queue_position(self, task: Task) -> int | None:
+        return self._position(task)
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_eta_seconds(self, task: Task) -> float | None:
+        position = self._position(task)
+        return None if position is None else task_eta_seconds(task, position=position)
+
+    def _position(self, task: Task) -> int | None:
+        # Both fields need it; count once per job.
+        positions = self.context.setdefault("_queue_positions", {})
+        if task.pk not in positions:
+            positions[task.pk] = task_queue_position(task)
+        return positions[task.pk]
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
     def get_result(self, task: Task) -> dict[str, Any] | None:
         if task.result is None:
             return None
@@ -77,6 +123,7 @@ class TaskSerializer(serializers.ModelSerializer):
             result["url"] = absolute_url(result["url"], request)
         return result
 
+    @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
     def get_error(self, task: Task) -> dict[str, str] | None:
         if not task.error_code:
             return None
@@ -91,3 +138,64 @@ def absolute_url(url: str | None, request: Request | None) -> str | None:
     if request is not None:
         return request.build_absolute_uri(url)
     return url
+
+
+class BatchSubmitSerializer(serializers.Serializer):
+    tasks = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        help_text="Up to BATCH_MAX_TASKS submit bodies (as for POST /api/v1/tasks, without `sync`).",
+    )
+
+    def validate_tasks(self, items: list[Any]) -> list[Any]:
+        limit = settings.BACKSERV["BATCH_MAX_TASKS"]
+        if len(items) > limit:
+            raise serializers.ValidationError(f"At most {limit} jobs per batch; got {len(items)}.")
+        return items
+
+
+class BatchResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="202 accepted, or the error's status.")
+    task = TaskSerializer(required=False, help_text="The queued job, when accepted.")
+    error = serializers.JSONField(required=False, help_text="The error body, as for a single submit, when rejected.")
+
+
+class BatchResponseSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = BatchResultSerializer(many=True)
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="`whsec_` + a base64 key (the Standard Webhooks format).")
+    rotated_at = serializers.DateTimeField()
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ["number", "status_code", "duration_ms", "error", "created_at"]
+        read_only_fields = fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    delivery_id = serializers.UUIDField(source="id", read_only=True)
+    task_id = serializers.UUIDField(read_only=True)
+    attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "delivery_id",
+            "task_id",
+            "event",
+            "url",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "completed_at",
+            "attempt_log",
+        ]
+        read_only_fields = fields

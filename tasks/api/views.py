@@ -3,7 +3,10 @@ from __future__ import annotations
 import uuid
 
 import django_filters
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,9 +14,12 @@ from rest_framework.views import APIView
 
 from generation.specs import TASK_TYPES
 from tasks import services
+from tasks.api.schema import IDEMPOTENCY_HEADER, PREFER_HEADER, SUBMIT_EXAMPLE, TASK_EXAMPLES, errors
 from tasks.api.serializers import TaskSerializer, TaskSubmitSerializer
-from tasks.errors import NotFound
+from tasks.errors import InvalidInput, NotFound
+from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
+from tasks.waiting import WAIT_HEADER, wait_until_finished_blocking
 
 
 def owned_tasks(request: Request) -> QuerySet[Task]:
@@ -45,24 +51,96 @@ class TaskFilter(django_filters.FilterSet):
         fields = ["state", "task_type", "user_id"]
 
 
+def requested_wait(request: Request, *, sync: bool) -> float:
+    """Seconds to wait for the job: `Prefer: wait=N`, else the default when `sync`."""
+    limit = settings.BACKSERV["WAIT_MAX_SECONDS"]
+    for preference in request.headers.get("Prefer", "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value.isdigit() or int(value) > limit:
+            message = f"wait must be a whole number of seconds from 0 to {limit}."
+            raise InvalidInput(f"Prefer: {message}", fields={"Prefer": [message]})
+        return float(value)
+    return float(settings.BACKSERV["WAIT_DEFAULT_SECONDS"]) if sync else 0.0
+
+
+def requested_idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > MAX_KEY_LENGTH:
+        message = f"At most {MAX_KEY_LENGTH} characters."
+        raise InvalidInput(f"Idempotency-Key: {message}", fields={"Idempotency-Key": [message]})
+    return key
+
+
+def task_response(request: Request, task: Task, *, status_code: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(TaskSerializer(task, context={"request": request}).data, status=status_code, headers=headers)
+
+
+@extend_schema_view(
+    get=extend_schema(summary="List your jobs", responses={200: TaskSerializer(many=True), **errors(400, 401)}),
+)
 class TaskListCreateView(generics.ListAPIView):
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
 
     def get_queryset(self) -> QuerySet[Task]:
+        if getattr(self, "swagger_fake_view", False):
+            # Schema generation: no user, only the model matters.
+            return Task.objects.none()
         return owned_tasks(self.request)
 
+    @extend_schema(
+        summary="Submit a job",
+        description='Queues a job (202). With `Prefer: wait=N` or `"sync": true` the answer waits for the '
+        "job to finish: 200 with the final job, or 202 with the job as it stands when the wait runs out.",
+        request=TaskSubmitSerializer,
+        parameters=[PREFER_HEADER, IDEMPOTENCY_HEADER],
+        examples=[SUBMIT_EXAMPLE, *TASK_EXAMPLES],
+        responses={
+            202: OpenApiResponse(TaskSerializer, description="Queued (or still running after the wait)."),
+            200: OpenApiResponse(TaskSerializer, description="Finished within the wait, or an idempotent replay."),
+            **errors(400, 401, 409),
+        },
+    )
     def post(self, request: Request) -> Response:
+        key = requested_idempotency_key(request)
         submit = TaskSubmitSerializer(data=request.data)
         submit.is_valid(raise_exception=True)
-        task = services.task_submit(owner=request.user, **submit.validated_data)
-        return Response(TaskSerializer(task, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        fields = dict(submit.validated_data)
+        wait = requested_wait(request, sync=fields.pop("sync"))
+        if key:
+            task, created = task_submit_idempotent(
+                owner=request.user, idempotency_key=key, fingerprint=request_fingerprint(request.data), **fields
+            )
+            if not created:
+                headers = {"Idempotent-Replayed": "true", "Location": f"/api/v1/tasks/{task.pk}"}
+                return task_response(request, task, status_code=status.HTTP_200_OK, headers=headers)
+        else:
+            task = services.task_submit(owner=request.user, **fields)
+        headers = {"Location": f"/api/v1/tasks/{task.pk}"}
+        if wait <= 0:
+            return task_response(request, task, status_code=status.HTTP_202_ACCEPTED, headers=headers)
+        if isinstance(request._request, ASGIRequest):
+            # tasks.waiting.SyncWaitMiddleware waits outside Django and answers.
+            headers[WAIT_HEADER] = f"{task.pk} {wait:g}"
+            return task_response(request, task, status_code=status.HTTP_202_ACCEPTED, headers=headers)
+        finished = wait_until_finished_blocking(task.pk, wait)
+        task.refresh_from_db()
+        code = status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED
+        return task_response(request, task, status_code=code, headers=headers)
 
 
 class TaskDetailView(APIView):
+    @extend_schema(summary="Get a job", responses={200: TaskSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES)
     def get(self, request: Request, task_id: str) -> Response:
         return Response(TaskSerializer(owned_task(request, task_id), context={"request": request}).data)
 
+    @extend_schema(
+        summary="Delete a finished or queued job and its files",
+        responses={200: OpenApiResponse(description="Deleted."), **errors(401, 404, 409)},
+    )
     def delete(self, request: Request, task_id: str) -> Response:
         task = owned_task(request, task_id)
         services.task_delete(task=task)
@@ -70,12 +148,25 @@ class TaskDetailView(APIView):
 
 
 class TaskCancelView(APIView):
+    @extend_schema(
+        summary="Cancel a job",
+        description="A queued job is REVOKED at once; a running one stops within one step.",
+        request=None,
+        responses={200: TaskSerializer, **errors(401, 404, 409)},
+        examples=TASK_EXAMPLES,
+    )
     def post(self, request: Request, task_id: str) -> Response:
         task = services.task_cancel(task=owned_task(request, task_id))
         return Response(TaskSerializer(task, context={"request": request}).data)
 
 
 class TaskRetryView(APIView):
+    @extend_schema(
+        summary="Retry a failed, timed-out or cancelled job",
+        request=None,
+        responses={202: TaskSerializer, **errors(401, 404, 409)},
+        examples=TASK_EXAMPLES,
+    )
     def post(self, request: Request, task_id: str) -> Response:
         task = services.task_retry(task=owned_task(request, task_id))
         return Response(TaskSerializer(task, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -37,6 +37,7 @@ class Command(BaseCommand):
 
     def _start_worker(self, threads: int) -> dramatiq.Worker:
         import generation.actors  # noqa: F401  (registers the actors on the broker)
+        import tasks.actors  # noqa: F401
 
         if not settings.DISTRIBUTED:
             # Only this process runs jobs in embedded mode, so whatever the last run left
@@ -46,6 +47,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"recovered {moved} job(s) left running by the last run")
         broker = dramatiq.get_broker()
         broker.emit_after("process_boot")
-        worker = dramatiq.Worker(broker, worker_threads=threads, queues={settings.BACKSERV["QUEUE_NAME"]})
+        worker = dramatiq.Worker(
+            broker, worker_threads=threads, queues={settings.BACKSERV["QUEUE_NAME"], settings.BACKSERV["WEBHOOK_QUEUE"]}
+        )
         worker.start()
         return worker

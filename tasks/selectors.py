@@ -1,0 +1,68 @@
+"""Reads beyond a .get(): queue position, ETA, the event log after a point."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Q
+from django.utils import timezone
+
+from tasks.models import ACTIVE_STATES, Task, TaskEvent, TaskState
+
+# How many recent runs of a task type the ETA is drawn from, and how far back.
+_ETA_SAMPLE = 20
+_ETA_LOOKBACK = timedelta(days=1)
+
+
+def task_queue_position(task: Task) -> int | None:
+    """How many waiting jobs would be claimed before this one (0: it is next), by the
+    claim's own order: higher priority first, then older."""
+    if task.state != TaskState.PENDING:
+        return None
+    return (
+        Task.objects.filter(queue_name=task.queue_name, state=TaskState.PENDING)
+        .filter(Q(priority__gt=task.priority) | Q(priority=task.priority, submitted_at__lt=task.submitted_at))
+        .count()
+    )
+
+
+def task_type_run_seconds(task_type: str) -> float | None:
+    """The median run time of the type's recent successful jobs, or None without any."""
+    since = timezone.now() - _ETA_LOOKBACK
+    runs = (
+        Task.objects.filter(task_type=task_type, state=TaskState.SUCCESS, completed_at__gte=since)
+        .exclude(started_at=None)
+        .order_by("-completed_at")
+        .values_list("started_at", "completed_at")[:_ETA_SAMPLE]
+    )
+    durations = [(completed - started).total_seconds() for started, completed in runs]
+    return statistics.median(durations) if durations else None
+
+
+def task_eta_seconds(task: Task, *, position: int | None = None) -> float | None:
+    """Seconds until the job should finish: the jobs ahead of it run in as many lanes
+    as the queue has jobs running now (at least one), then it runs itself."""
+    if task.state != TaskState.PENDING:
+        return None
+    run_seconds = task_type_run_seconds(task.task_type)
+    if run_seconds is None:
+        return None
+    ahead = task_queue_position(task) if position is None else position
+    lanes = max(Task.objects.filter(queue_name=task.queue_name, state__in=ACTIVE_STATES).count(), 1)
+    return round(run_seconds * (ahead // lanes + 1), 1)
+
+
+def task_events_after(*, task_id: UUID | str, after_id: int, limit: int = 500) -> list[TaskEvent]:
+    return list(TaskEvent.objects.filter(task_id=task_id, id__gt=after_id).order_by("id")[:limit])
+
+
+def owner_events_after(*, owner_id: Any, after_id: int, limit: int = 500) -> list[TaskEvent]:
+    return list(TaskEvent.objects.filter(task__owner_id=owner_id, id__gt=after_id).order_by("id")[:limit])
+
+
+def owner_last_event_id(*, owner_id: Any) -> int:
+    last = TaskEvent.objects.filter(task__owner_id=owner_id).order_by("-id").values_list("id", flat=True).first()
+    return last or 0
