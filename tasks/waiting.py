@@ -29,7 +29,7 @@ from tasks.notify import AsyncSubscription, BlockingSubscription, poll_interval,
 
 # Set by the submit view, removed by SyncWaitMiddleware: "<task id> <seconds>".
 WAIT_HEADER = "X-Backserv-Wait"
-_WAIT_HEADER_RAW = WAIT_HEADER.lower().encode()
+_WAIT_HEADER = WAIT_HEADER.lower().encode()
 
 Result = TypeVar("Result")
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
@@ -107,8 +107,9 @@ class SyncWaitMiddleware:
         async def hold_if_waiting(message: dict[str, Any]) -> None:
             nonlocal wait
             if message["type"] == "http.response.start":
-                headers = [(name, value) for name, value in message.get("headers", []) if name != _WAIT_HEADER_RAW]
-                marker = [value for name, value in message.get("headers", []) if name == _WAIT_HEADER_RAW]
+                # Django keeps header names' case; ASGI servers compare them lowercased.
+                headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != _WAIT_HEADER]
+                marker = [value for name, value in message.get("headers", []) if name.lower() == _WAIT_HEADER]
                 if marker:
                     task_id, seconds = marker[0].decode().split()
                     wait = (task_id, float(seconds))
@@ -129,7 +130,7 @@ class SyncWaitMiddleware:
                 await send(message)
             return
         start = held[0]
-        headers = [(name, value) for name, value in start["headers"] if name != b"content-length"]
+        headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 200 if finished else 202, "headers": headers})
         await send({"type": "http.response.body", "body": body})
