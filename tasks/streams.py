@@ -194,14 +194,17 @@ async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> No
     if task_match is None and WS_GENERATION_PATH.match(path) is None:
         await send({"type": "websocket.close", "code": 4404, "reason": "No such stream."})
         return
+    user = await run_db(_scope_user, scope)
+    after = parse_event_id(_query(scope).get("last_event_id"))
+    if task_match is None and user is not None and after is None:
+        # Read before accepting: whatever happens once the client is connected is sent.
+        after = await run_db(lambda: owner_last_event_id(owner_id=user.pk))
     # Accepted first, then refused with a code: a browser sees close codes, not the
     # HTTP status of a failed handshake.
     await send({"type": "websocket.accept"})
-    user = await run_db(_scope_user, scope)
     if user is None:
         await send({"type": "websocket.close", "code": 4401, "reason": "Authentication required."})
         return
-    after = parse_event_id(_query(scope).get("last_event_id"))
     if task_match is not None:
         task_id = await run_db(owned_task_id, user, task_match["task_id"])
         if task_id is None:
@@ -212,14 +215,13 @@ async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> No
         def fetch(after_id: int) -> list[TaskEvent]:
             return _events_of_task(task_id, after_id)
 
-        last_id = after or 0
     else:
         keys = [owner_key(user.pk)]
 
         def fetch(after_id: int) -> list[TaskEvent]:
             return owner_events_after(owner_id=user.pk, after_id=after_id, limit=_BATCH)
 
-        last_id = after if after is not None else await run_db(lambda: owner_last_event_id(owner_id=user.pk))
+    last_id = after or 0
     disconnected = asyncio.ensure_future(_until_disconnect(receive, "websocket.disconnect"))
     try:
         async with AsyncSubscription(keys) as subscription:

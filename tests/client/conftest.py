@@ -95,7 +95,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver(url="", statuses=[200])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.received.append(ReceivedHook(headers={k.lower(): v for k, v in self.headers.items()}, body=body))

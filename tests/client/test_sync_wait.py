@@ -70,7 +70,11 @@ def test_it_does_not_wait_without_asking(
 
 @pytest.mark.parametrize("prefer", ["wait=301", "wait=-1", "wait=soon"])
 def test_it_refuses_a_bad_wait_naming_the_prefer_header(
-    asgi_server: LiveServer, stopped_worker: InProcessWorker, owner_token: str, job_body: Callable[..., dict], prefer: str
+    asgi_server: LiveServer,
+    stopped_worker: InProcessWorker,
+    owner_token: str,
+    job_body: Callable[..., dict],
+    prefer: str,
 ) -> None:
     response = post_job(asgi_server, owner_token, job_body(), {"Prefer": prefer})
 
