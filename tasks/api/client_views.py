@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiTokenAuthentication, QueryTokenAuthentication
 from tasks import services
 from tasks.api.errors import error_body
-from tasks.api.schema import TASK_EXAMPLE, errors
+from tasks.api.schema import DELIVERY_EXAMPLES, DELIVERY_LIST_EXAMPLES, TASK_EXAMPLE, errors
 from tasks.api.serializers import (
     BatchResponseSerializer,
     BatchSubmitSerializer,
@@ -192,6 +192,7 @@ class TaskWebhookDeliveriesView(APIView):
     @extend_schema(
         summary="A job's webhook deliveries and each attempt",
         responses={200: WebhookDeliverySerializer(many=True), **errors(401, 404)},
+        examples=DELIVERY_LIST_EXAMPLES,
     )
     def get(self, request: Request, task_id: str) -> Response:
         task = owned_task(request, task_id)
@@ -206,6 +207,7 @@ class WebhookRedeliverView(APIView):
         "retry schedule.",
         request=None,
         responses={202: WebhookDeliverySerializer, **errors(401, 404)},
+        examples=DELIVERY_EXAMPLES,
     )
     def post(self, request: Request, delivery_id: str) -> Response:
         try:

@@ -74,7 +74,34 @@ TASK_EXAMPLE = {
     "completed_at": None,
 }
 
-TASK_EXAMPLES = [OpenApiExample("a waiting job", value=TASK_EXAMPLE, response_only=True)]
+TASK_EXAMPLES = [OpenApiExample("a waiting job", value=TASK_EXAMPLE, response_only=True, status_codes=["200", "202"])]
+TASK_LIST_EXAMPLES = [OpenApiExample("your jobs", value=[TASK_EXAMPLE], response_only=True)]
+DELETED_EXAMPLE = OpenApiExample(
+    "deleted",
+    value={"status": "success", "message": "Task 3f1c2a4e-8b7d-4c1e-9a55-0d2b7e6f9a10 cleaned up"},
+    response_only=True,
+)
+DELIVERY_EXAMPLE = {
+    "delivery_id": "9b2e4f60-1c3d-4e5f-8a7b-6c5d4e3f2a1b",
+    "task_id": "3f1c2a4e-8b7d-4c1e-9a55-0d2b7e6f9a10",
+    "event": "completed",
+    "url": "https://example.com/hooks/backserv",
+    "state": "delivered",
+    "attempts": 2,
+    "next_attempt_at": None,
+    "created_at": "2026-01-01T12:00:05Z",
+    "completed_at": "2026-01-01T12:00:10Z",
+    "attempt_log": [
+        {"number": 1, "status_code": 503, "duration_ms": 41, "error": "HTTP 503", "created_at": "2026-01-01T12:00:05Z"},
+        {"number": 2, "status_code": 200, "duration_ms": 38, "error": "", "created_at": "2026-01-01T12:00:10Z"},
+    ],
+}
+DELIVERY_LIST_EXAMPLES = [OpenApiExample("one delivery", value=[DELIVERY_EXAMPLE], response_only=True)]
+DELIVERY_EXAMPLES = [
+    OpenApiExample(
+        "queued again", value={**DELIVERY_EXAMPLE, "state": "pending"}, response_only=True, status_codes=["202"]
+    )
+]
 
 SUBMIT_EXAMPLE = OpenApiExample(
     "text to image, with a webhook",

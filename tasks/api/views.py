@@ -6,15 +6,24 @@ import django_filters
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import CharField
 from rest_framework.views import APIView
 
 from generation.specs import TASK_TYPES
 from tasks import services
-from tasks.api.schema import IDEMPOTENCY_HEADER, PREFER_HEADER, SUBMIT_EXAMPLE, TASK_EXAMPLES, errors
+from tasks.api.schema import (
+    DELETED_EXAMPLE,
+    IDEMPOTENCY_HEADER,
+    PREFER_HEADER,
+    SUBMIT_EXAMPLE,
+    TASK_EXAMPLES,
+    TASK_LIST_EXAMPLES,
+    errors,
+)
 from tasks.api.serializers import TaskSerializer, TaskSubmitSerializer
 from tasks.errors import InvalidInput, NotFound
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
@@ -79,7 +88,11 @@ def task_response(request: Request, task: Task, *, status_code: int, headers: di
 
 
 @extend_schema_view(
-    get=extend_schema(summary="List your jobs", responses={200: TaskSerializer(many=True), **errors(400, 401)}),
+    get=extend_schema(
+        summary="List your jobs",
+        responses={200: TaskSerializer(many=True), **errors(400, 401)},
+        examples=TASK_LIST_EXAMPLES,
+    ),
 )
 class TaskListCreateView(generics.ListAPIView):
     serializer_class = TaskSerializer
@@ -139,7 +152,14 @@ class TaskDetailView(APIView):
 
     @extend_schema(
         summary="Delete a finished or queued job and its files",
-        responses={200: OpenApiResponse(description="Deleted."), **errors(401, 404, 409)},
+        responses={
+            200: OpenApiResponse(
+                inline_serializer("TaskDeleted", {"status": CharField(), "message": CharField()}),
+                description="Deleted.",
+                examples=[DELETED_EXAMPLE],
+            ),
+            **errors(401, 404, 409),
+        },
     )
     def delete(self, request: Request, task_id: str) -> Response:
         task = owned_task(request, task_id)
