@@ -115,22 +115,26 @@ def test_a_hundred_concurrent_sync_waits_hold_no_thread_each(
         nonlocal peak_while_waiting
         limits = httpx2.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
         async with httpx2.AsyncClient(base_url=asgi_server.url, timeout=240, limits=limits) as http:
-            requests = [
-                asyncio.create_task(
-                    http.post(
-                        "/api/v1/tasks",
-                        json=job_body(params={"prompt": f"job {n}", "width": 64, "height": 64, "steps": 1}),
-                        headers={**bearer(owner_token), "Prefer": "wait=240"},
-                    )
-                )
-                for n in range(count)
-            ]
+            requests: list[asyncio.Task] = []
             deadline = time.monotonic() + 120
-            # The jobs cannot run yet (no worker): every request is parked waiting.
-            while hub.waiting_count() < count:
-                assert time.monotonic() < deadline, f"only {hub.waiting_count()} requests waiting"
-                assert not any(request.done() for request in requests), "a request answered before its job ran"
-                await asyncio.sleep(0.05)
+            # In waves, so at most a wave of submits is inside Django (a thread and a
+            # database connection each) at once; the waits then pile up to 100.
+            for wave in range(0, count, 10):
+                requests += [
+                    asyncio.create_task(
+                        http.post(
+                            "/api/v1/tasks",
+                            json=job_body(params={"prompt": f"job {n}", "width": 64, "height": 64, "steps": 1}),
+                            headers={**bearer(owner_token), "Prefer": "wait=240"},
+                        )
+                    )
+                    for n in range(wave, wave + 10)
+                ]
+                # The jobs cannot run yet (no worker): every request parks waiting.
+                while hub.waiting_count() < len(requests):
+                    assert time.monotonic() < deadline, f"only {hub.waiting_count()} requests waiting"
+                    assert not any(request.done() for request in requests), "a request answered before its job ran"
+                    await asyncio.sleep(0.02)
             for _ in range(10):
                 peak_while_waiting = max(peak_while_waiting, threading.active_count())
                 await asyncio.sleep(0.05)
