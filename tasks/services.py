@@ -91,7 +91,7 @@ def task_submit(
 ) -> Task:
     if not 0 <= priority <= 10:
         raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
-    clean_params = specs.validate_params(task_type=task_type, params=params)
+    clean_params = specs.validate_params(task_type=task_type, params=params, owner=owner)
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.create(

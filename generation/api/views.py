@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from generation import services
+from generation.api.serializers import UploadCreateSerializer, UploadSerializer
+from generation.models import Upload
+from tasks.errors import NotFound
+
+
+def owned_uploads(request: Request) -> QuerySet[Upload]:
+    return Upload.objects.filter(owner=request.user)
+
+
+def owned_upload(request: Request, upload_id: str) -> Upload:
+    # Someone else's upload is as not-found as one that never existed.
+    try:
+        pk = uuid.UUID(upload_id)
+    except ValueError:
+        pk = None
+    upload = owned_uploads(request).filter(pk=pk).first() if pk else None
+    if upload is None:
+        raise NotFound(f"Upload {upload_id} not found.")
+    return upload
+
+
+class UploadListCreateView(generics.ListAPIView):
+    serializer_class = UploadSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Upload]:
+        return owned_uploads(self.request)
+
+    def post(self, request: Request) -> Response:
+        serializer = UploadCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = services.upload_create(owner=request.user, file=serializer.validated_data["file"])
+        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+
+
+class UploadDetailView(APIView):
+    def get(self, request: Request, upload_id: str) -> Response:
+        return Response(UploadSerializer(owned_upload(request, upload_id)).data)
+
+    def delete(self, request: Request, upload_id: str) -> Response:
+        services.upload_delete(upload=owned_upload(request, upload_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
