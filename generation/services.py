@@ -51,8 +51,9 @@ def upload_create(*, owner: User, file: UploadedFile) -> Upload:
 
 
 def upload_delete(*, upload: Upload) -> None:
-    name = upload.file.name
+    upload_id, name, storage = upload.pk, upload.file.name, upload.file.storage
     with transaction.atomic():
         upload.delete()
-        transaction.on_commit(lambda: upload.file.storage.delete(name))
-    logger.info("upload %s deleted", upload.pk)
+        # The file goes once the row is surely gone; a rollback must not leave a row without its file.
+        transaction.on_commit(lambda: storage.delete(name))
+    logger.info("upload %s deleted", upload_id)
