@@ -61,7 +61,8 @@ class PipelineCache:
         self.loads = 0
 
     def preload(self, spec: TaskTypeSpec) -> None:
-        self._entry(spec)
+        """Load a task type whose model does not depend on a job's params."""
+        self._entry(spec, {})
 
     @contextmanager
     def use(self, spec: TaskTypeSpec, params: dict[str, Any]) -> Iterator[Any]:
@@ -121,6 +122,9 @@ def preload_models() -> list[str]:
     for spec in TASK_TYPES.values():
         if len(loaded) >= cache.capacity:
             break
+        if spec.model_for is not None:
+            # Which model (if any) depends on each job's params: nothing to load ahead.
+            continue
         try:
             path = model_path(spec.name)
         except LookupError:
