@@ -259,12 +259,24 @@ BACKSERV = {
 }
 
 _MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))
+
+
+# Model folder per task type (upscale: per factor), each overridable by MODEL_<KEY>. The
+# defaults are the tiny demo models make_demo_models builds under MODELS_DIR. An empty
+# upscale folder leaves only the lanczos method for that factor.
+DEMO_MODEL_FOLDERS = {
+    "image_creation": "tiny-sd",
+    "image_to_image": "tiny-sd",
+    "image_upscale_x2": "tiny-sd-upscale-x2",
+    "image_upscale_x4": "tiny-sd-upscale-x4",
+    "video_creation": "tiny-animatediff",
+}
+
 GENERATION = {
-    # Where make_demo_models builds the tiny demo models; each task type uses its demo
-    # model unless MODEL_<TYPE> names a real model directory.
+    # Where make_demo_models builds the tiny demo models.
     "MODELS_DIR": _MODELS_DIR,
     "MODELS": {
-        "image_creation": env_str("MODEL_IMAGE_CREATION", str(_MODELS_DIR / "tiny-sd")),
+        key: env_str(f"MODEL_{key.upper()}", str(_MODELS_DIR / folder)) for key, folder in DEMO_MODEL_FOLDERS.items()
     },
     "DEVICE": env_str("GENERATION_DEVICE", ""),
     "PIPELINE_CACHE_SIZE": env_int("PIPELINE_CACHE_SIZE", 2),
@@ -276,6 +288,21 @@ GENERATION = {
     "MAX_PROMPT_LENGTH": env_int("GENERATION_MAX_PROMPT_LENGTH", 2000),
     "DEFAULT_STEPS": env_int("GENERATION_DEFAULT_STEPS", 25),
     "DEFAULT_SIZE": env_int("GENERATION_DEFAULT_SIZE", 512),
+    # Video: frames = duration x fps; motion adapters attend over 32 frames at most.
+    "MAX_FRAMES": env_int("GENERATION_MAX_FRAMES", 32),
+    "MAX_FPS": env_int("GENERATION_MAX_FPS", 30),
+    "DEFAULT_VIDEO_SIZE": env_int("GENERATION_DEFAULT_VIDEO_SIZE", 256),
+    # Upscale: the largest output, in pixels (the input size is known only once fetched).
+    "MAX_UPSCALE_OUTPUT_PIXELS": env_int("GENERATION_MAX_UPSCALE_OUTPUT_PIXELS", 4096 * 4096),
+    # Input images (URLs, uploads, data URIs, earlier outputs).
+    "INPUT_MAX_BYTES": env_int("INPUT_MAX_BYTES", 20 * 1024 * 1024),
+    # Checked from the header before decoding: a small file can claim a huge canvas.
+    "INPUT_MAX_PIXELS": env_int("INPUT_MAX_PIXELS", 4096 * 4096),
+    "INPUT_FETCH_TIMEOUT_SECONDS": env_float("INPUT_FETCH_TIMEOUT_SECONDS", 15.0),
+    "INPUT_MAX_REDIRECTS": env_int("INPUT_MAX_REDIRECTS", 3),
+    # Networks (CIDR) that URLs may reach although they are not public, e.g. an
+    # internal image store. Loopback, private and link-local addresses are refused otherwise.
+    "INPUT_ALLOWED_NETWORKS": env_list("INPUT_ALLOWED_NETWORKS", []),
 }
 
 # No code path may fetch weights from a hub at run time; models are local directories.

@@ -1,4 +1,5 @@
-"""Tiny random Stable Diffusion weights built from configs, for demos and tests."""
+"""Tiny random diffusers models built from configs, for demos and tests: one folder per
+model, each written to a temporary sibling folder and renamed into place."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # transformers reads its verbosity once, at import time.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -16,9 +18,15 @@ import diffusers.utils.logging
 import torch
 import transformers.utils.logging
 from diffusers import (
+    AnimateDiffPipeline,
     AutoencoderKL,
     DDIMScheduler,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    MotionAdapter,
+    StableDiffusionLatentUpscalePipeline,
     StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
     UNet2DConditionModel,
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -29,14 +37,28 @@ transformers.utils.logging.disable_progress_bar()
 
 TEXT_WIDTH = 32
 MAX_PROMPT_TOKENS = 77
+# The x4 upscaler conditions on the noise it adds to the low-resolution image, one class
+# embedding per noise level.
+UPSCALER_MAX_NOISE_LEVEL = 350
+# The tiny motion adapter attends over at most this many frames.
+MOTION_MAX_FRAMES = 32
 
 
 def build_demo_models(target_dir: Path) -> dict[str, Path]:
+    """Build the demo models that are missing; returns each folder by name. The names
+    are the defaults of settings.GENERATION["MODELS"] (image-to-image shares tiny-sd with
+    text-to-image, as real Stable Diffusion checkpoints allow)."""
     target_dir.mkdir(parents=True, exist_ok=True)
-    tiny_sd_dir = target_dir / "tiny-sd"
-    if not (tiny_sd_dir / "model_index.json").exists():
-        _save_atomically(tiny_sd_dir, _save_tiny_stable_diffusion)
-    return {"image_creation": tiny_sd_dir}
+    builders: dict[str, Callable[[Path], None]] = {
+        "tiny-sd": _save_tiny_stable_diffusion,
+        "tiny-sd-upscale-x2": _save_tiny_latent_upscaler,
+        "tiny-sd-upscale-x4": _save_tiny_x4_upscaler,
+        "tiny-animatediff": _save_tiny_animatediff,
+    }
+    for folder, save in builders.items():
+        if not (target_dir / folder / "model_index.json").exists():
+            _save_atomically(target_dir / folder, save)
+    return {folder: target_dir / folder for folder in builders}
 
 
 def _save_atomically(final_dir: Path, save: Callable[[Path], None]) -> None:
@@ -63,6 +85,57 @@ def _save_tiny_stable_diffusion(output_dir: Path) -> None:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(output_dir)
+
+
+def _save_tiny_x4_upscaler(output_dir: Path) -> None:
+    torch.manual_seed(0)
+    pipeline = StableDiffusionUpscalePipeline(
+        # Three blocks: a 4x latent scale, which is the upscale factor.
+        vae=_build_vae(block_out_channels=(4, 4, 8), scaling_factor=0.08333),
+        text_encoder=_build_text_encoder(),
+        tokenizer=_build_tokenizer(),
+        # 4 latent channels plus the 3 RGB channels of the low-resolution image.
+        unet=_build_unet(in_channels=7, num_class_embeds=UPSCALER_MAX_NOISE_LEVEL + 1),
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=UPSCALER_MAX_NOISE_LEVEL,
+    )
+    pipeline.save_pretrained(output_dir)
+
+
+def _save_tiny_latent_upscaler(output_dir: Path) -> None:
+    torch.manual_seed(0)
+    pipeline = StableDiffusionLatentUpscalePipeline(
+        vae=_build_vae(),
+        text_encoder=_build_text_encoder(),
+        tokenizer=_build_tokenizer(),
+        # In: noisy latents plus the upsampled image latents; out: 4 latents and a
+        # variance channel. The time condition is the 128-wide noise-level embedding
+        # followed by the pooled text embedding.
+        unet=_build_unet(in_channels=8, out_channels=5, time_cond_proj_dim=128 + TEXT_WIDTH),
+        scheduler=EulerDiscreteScheduler(prediction_type="sample"),
+    )
+    pipeline.save_pretrained(output_dir)
+
+
+def _save_tiny_animatediff(output_dir: Path) -> None:
+    torch.manual_seed(0)
+    motion_adapter = MotionAdapter(
+        block_out_channels=(4, 8),
+        motion_layers_per_block=1,
+        motion_norm_num_groups=2,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=MOTION_MAX_FRAMES,
+    )
+    pipeline = AnimateDiffPipeline(
+        vae=_build_vae(),
+        text_encoder=_build_text_encoder(),
+        tokenizer=_build_tokenizer(),
+        unet=_build_unet(),
+        motion_adapter=motion_adapter,
+        scheduler=_build_scheduler(),
     )
     pipeline.save_pretrained(output_dir)
 
@@ -97,11 +170,11 @@ def _build_text_encoder() -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-def _build_unet() -> UNet2DConditionModel:
+def _build_unet(*, in_channels: int = 4, out_channels: int = 4, **options: Any) -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=32,
-        in_channels=4,
-        out_channels=4,
+        in_channels=in_channels,
+        out_channels=out_channels,
         block_out_channels=(4, 8),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -109,19 +182,22 @@ def _build_unet() -> UNet2DConditionModel:
         cross_attention_dim=TEXT_WIDTH,
         norm_num_groups=2,
         attention_head_dim=2,
+        **options,
     )
 
 
-def _build_vae() -> AutoencoderKL:
-    # Four blocks give the same 8x latent scale factor as real Stable Diffusion.
+def _build_vae(*, block_out_channels: tuple[int, ...] = (4, 4, 8, 8), **options: Any) -> AutoencoderKL:
+    # Four blocks give the same 8x latent scale factor as real Stable Diffusion (each
+    # block after the first halves the size).
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        block_out_channels=(4, 4, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=block_out_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
         latent_channels=4,
         norm_num_groups=2,
+        **options,
     )
 
 

@@ -46,10 +46,10 @@ def device_and_dtype() -> tuple[str, Any]:
     return device, dtype
 
 
-def model_path(task_type: str) -> Path:
-    configured = settings.GENERATION["MODELS"].get(task_type)
+def model_path(model_key: str) -> Path:
+    configured = settings.GENERATION["MODELS"].get(model_key)
     if not configured:
-        raise LookupError(f"No model directory is configured for {task_type}.")
+        raise LookupError(f"No model directory is configured for {model_key} (MODEL_{model_key.upper()}).")
     return Path(configured)
 
 
@@ -61,18 +61,22 @@ class PipelineCache:
         self.loads = 0
 
     def preload(self, spec: TaskTypeSpec) -> None:
-        self._entry(spec)
+        """Load a task type whose model does not depend on a job's params."""
+        self._entry(spec, {})
 
     @contextmanager
-    def use(self, spec: TaskTypeSpec) -> Iterator[Any]:
-        """The loaded pipeline for a task type, held exclusively while the block runs."""
-        entry = self._entry(spec)
+    def use(self, spec: TaskTypeSpec, params: dict[str, Any]) -> Iterator[Any]:
+        """The loaded pipeline for a job's params, held exclusively while the block runs."""
+        entry = self._entry(spec, params)
         with entry.lock:
             yield entry.pipeline
 
-    def _entry(self, spec: TaskTypeSpec) -> _Entry:
-        path = model_path(spec.name)
-        key = (spec.pipeline_module, str(path))
+    def _entry(self, spec: TaskTypeSpec, params: dict[str, Any]) -> _Entry:
+        model_key = spec.model_key(params)
+        # A pipeline without a model folder (lanczos, the built-in face detector) still
+        # loads once: its load() prepares what it needs.
+        path = model_path(model_key) if model_key else None
+        key = (spec.pipeline_module, str(path or ""))
         # Loading under the cache lock: two threads asking for a new model at once must
         # not load it twice (a real model is gigabytes).
         with self._lock:
@@ -86,7 +90,9 @@ class PipelineCache:
             started = time.monotonic()
             entry = _Entry(pipeline=module.load(path, device, dtype))
             self.loads += 1
-            logger.info("loaded %s from %s on %s in %.2fs", spec.name, path, device, time.monotonic() - started)
+            logger.info(
+                "loaded %s from %s on %s in %.2fs", spec.name, path or "(built in)", device, time.monotonic() - started
+            )
             self._entries[key] = entry
             while len(self._entries) > self.capacity:
                 evicted, _ = self._entries.popitem(last=False)
@@ -116,6 +122,9 @@ def preload_models() -> list[str]:
     for spec in TASK_TYPES.values():
         if len(loaded) >= cache.capacity:
             break
+        if spec.model_for is not None:
+            # Which model (if any) depends on each job's params: nothing to load ahead.
+            continue
         try:
             path = model_path(spec.name)
         except LookupError:

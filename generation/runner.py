@@ -20,6 +20,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection
 
+from generation.inputs import resolve_images
 from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
 from generation.pipelines.base import PipelineInputError
@@ -95,9 +96,11 @@ def _run_pipeline(task: Task) -> tuple[list[Any], dict[str, Any]]:
     spec = task_type_spec(task.task_type)
     module = importlib.import_module(spec.pipeline_module)
     on_step = StepReporter(task)
-    with pipeline_cache().use(spec) as pipeline:
+    # Inputs are fetched before the model is taken: a slow download must not hold it.
+    params = resolve_images(task=task, params=task.params, fields=spec.image_fields)
+    with pipeline_cache().use(spec, task.params) as pipeline:
         on_step.check()
-        return module.run(pipeline, task.params, on_step)
+        return module.run(pipeline, params, on_step)
 
 
 def _error_code(error: Exception) -> str:

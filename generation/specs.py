@@ -1,25 +1,37 @@
 """Task types and their params: validation that the API process can run without
 importing torch or diffusers. Each spec names the pipeline module workers load.
 
-Limits come from settings.GENERATION so operators can raise them for real GPUs.
+Limits come from settings.GENERATION so operators can raise them for real GPUs; a 400
+names the field and the limit. Image params are references (generation.inputs), checked
+here for shape and ownership and fetched by the worker.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
+from generation.inputs import ImageInputField
 from tasks.errors import InvalidInput, flatten_validation_errors
 
 MAX_SEED = 2**32 - 1
+UPSCALE_FACTORS = (2, 4)
+UPSCALE_METHODS = ("diffusion", "lanczos")
 
 
-def _limit(name: str) -> int:
+def _limit(name: str) -> Any:
     return settings.GENERATION[name]
+
+
+def _at_most(value: int, limit: int) -> int:
+    if value > limit:
+        raise serializers.ValidationError(f"Must be at most {limit}, got {value}.")
+    return value
 
 
 def _multiple_of_8(value: int) -> None:
@@ -41,15 +53,14 @@ class StrictParams(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ImageCreationParams(StrictParams):
+class DiffusionParams(StrictParams):
+    """What every diffusion job takes: a prompt, steps, guidance and a seed."""
+
     prompt = serializers.CharField(trim_whitespace=True)
     negative_prompt = serializers.CharField(required=False, allow_blank=True, default="")
-    width = serializers.IntegerField(required=False, min_value=64, validators=[_multiple_of_8])
-    height = serializers.IntegerField(required=False, min_value=64, validators=[_multiple_of_8])
     steps = serializers.IntegerField(required=False, min_value=1)
     guidance_scale = serializers.FloatField(required=False, min_value=0.0, max_value=30.0, default=7.5)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=MAX_SEED)
-    num_images = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
 
     def validate_prompt(self, value: str) -> str:
         limit = _limit("MAX_PROMPT_LENGTH")
@@ -57,29 +68,109 @@ class ImageCreationParams(StrictParams):
             raise serializers.ValidationError(f"At most {limit} characters, got {len(value)}.")
         return value
 
+    def validate_steps(self, value: int) -> int:
+        return _at_most(value, _limit("MAX_STEPS"))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.setdefault("steps", min(_limit("DEFAULT_STEPS"), _limit("MAX_STEPS")))
+        # Chosen now and stored, so a retry of the job makes the same output.
+        attrs.setdefault("seed", secrets.randbelow(MAX_SEED + 1))
+        return attrs
+
+
+class SizedParams(DiffusionParams):
+    width = serializers.IntegerField(required=False, min_value=64, validators=[_multiple_of_8])
+    height = serializers.IntegerField(required=False, min_value=64, validators=[_multiple_of_8])
+    default_size_setting = "DEFAULT_SIZE"
+
     def validate_width(self, value: int) -> int:
         return _at_most(value, _limit("MAX_WIDTH"))
 
     def validate_height(self, value: int) -> int:
         return _at_most(value, _limit("MAX_HEIGHT"))
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        size = _limit(self.default_size_setting)
+        attrs.setdefault("width", min(size, _limit("MAX_WIDTH")))
+        attrs.setdefault("height", min(size, _limit("MAX_HEIGHT")))
+        return super().validate(attrs)
+
+
+class ImageCreationParams(SizedParams):
+    num_images = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
+
+
+class ImageToImageParams(DiffusionParams):
+    """The output has the input's size, rounded down to a multiple of 8."""
+
+    image = ImageInputField()
+    strength = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.7)
+
+
+class ImageUpscaleParams(StrictParams):
+    image = ImageInputField(required=False)
+    # The Back.Serv document's name for the image.
+    image_url = ImageInputField(required=False)
+    scale_factor = serializers.IntegerField(required=False, default=2)
+    method = serializers.ChoiceField(choices=UPSCALE_METHODS, required=False)
+    prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    steps = serializers.IntegerField(required=False, min_value=1)
+    guidance_scale = serializers.FloatField(required=False, min_value=0.0, max_value=30.0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=MAX_SEED)
+
+    def validate_scale_factor(self, value: int) -> int:
+        if value not in UPSCALE_FACTORS:
+            raise serializers.ValidationError(f"Must be one of {', '.join(map(str, UPSCALE_FACTORS))}, got {value}.")
+        return value
+
     def validate_steps(self, value: int) -> int:
         return _at_most(value, _limit("MAX_STEPS"))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        size = _limit("DEFAULT_SIZE")
-        attrs.setdefault("width", min(size, _limit("MAX_WIDTH")))
-        attrs.setdefault("height", min(size, _limit("MAX_HEIGHT")))
-        attrs.setdefault("steps", min(_limit("DEFAULT_STEPS"), _limit("MAX_STEPS")))
-        # Chosen now and stored, so a retry of the job makes the same image.
-        attrs.setdefault("seed", secrets.randbelow(MAX_SEED + 1))
+        if "image" in attrs and "image_url" in attrs:
+            raise serializers.ValidationError({"image_url": ["Send the image once, as image or image_url."]})
+        if "image_url" in attrs:
+            attrs["image"] = attrs.pop("image_url")
+        if "image" not in attrs:
+            raise serializers.ValidationError({"image": ["This field is required (or image_url)."]})
+        model_key = upscale_model_key(attrs["scale_factor"])
+        has_model = bool(_limit("MODELS").get(model_key))
+        attrs.setdefault("method", "diffusion" if has_model else "lanczos")
+        if attrs["method"] == "diffusion":
+            if not has_model:
+                raise serializers.ValidationError(
+                    {"method": [f"No diffusion upscaler is configured for {attrs['scale_factor']}x; use lanczos."]}
+                )
+            attrs.setdefault("steps", min(_limit("DEFAULT_STEPS"), _limit("MAX_STEPS")))
+            attrs.setdefault("seed", secrets.randbelow(MAX_SEED + 1))
         return attrs
 
 
-def _at_most(value: int, limit: int) -> int:
-    if value > limit:
-        raise serializers.ValidationError(f"Must be at most {limit}, got {value}.")
-    return value
+def upscale_model_key(scale_factor: int) -> str:
+    return f"image_upscale_x{scale_factor}"
+
+
+class FaceSwapParams(StrictParams):
+    source_image = ImageInputField()
+    target_image = ImageInputField()
+
+
+class VideoCreationParams(SizedParams):
+    duration = serializers.IntegerField(required=False, min_value=1, default=2)
+    fps = serializers.IntegerField(required=False, min_value=1, default=8)
+    default_size_setting = "DEFAULT_VIDEO_SIZE"
+
+    def validate_fps(self, value: int) -> int:
+        return _at_most(value, _limit("MAX_FPS"))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        frames = attrs["duration"] * attrs["fps"]
+        limit = _limit("MAX_FRAMES")
+        if frames > limit:
+            raise serializers.ValidationError(
+                {"duration": [f"duration x fps is {frames} frames; at most {limit} frames are allowed."]}
+            )
+        return super().validate(attrs)
 
 
 @dataclass(frozen=True)
@@ -88,6 +179,18 @@ class TaskTypeSpec:
     params: type[serializers.Serializer]
     pipeline_module: str  # imported by workers only
     description: str
+    # Params holding image references, resolved to images by the worker before the run.
+    image_fields: tuple[str, ...] = ()
+    # Which settings.GENERATION["MODELS"] entry a job runs on (None: no model folder);
+    # by default the entry named after the task type.
+    model_for: Callable[[dict[str, Any]], str | None] | None = None
+
+    def model_key(self, params: dict[str, Any]) -> str | None:
+        return self.model_for(params) if self.model_for is not None else self.name
+
+
+def _upscale_model(params: dict[str, Any]) -> str | None:
+    return upscale_model_key(params["scale_factor"]) if params["method"] == "diffusion" else None
 
 
 TASK_TYPES: dict[str, TaskTypeSpec] = {
@@ -98,6 +201,35 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
             params=ImageCreationParams,
             pipeline_module="generation.pipelines.image_creation",
             description="Text to image with a Stable Diffusion model.",
+        ),
+        TaskTypeSpec(
+            name="image_to_image",
+            params=ImageToImageParams,
+            pipeline_module="generation.pipelines.image_to_image",
+            description="An image redrawn after a prompt; strength 0 keeps it, 1 replaces it.",
+            image_fields=("image",),
+        ),
+        TaskTypeSpec(
+            name="image_upscale",
+            params=ImageUpscaleParams,
+            pipeline_module="generation.pipelines.image_upscale",
+            description="An image enlarged 2x or 4x, by a diffusion upscaler or by Lanczos resampling.",
+            image_fields=("image",),
+            model_for=_upscale_model,
+        ),
+        TaskTypeSpec(
+            name="face_swap",
+            params=FaceSwapParams,
+            pipeline_module="generation.pipelines.face_swap",
+            description="The face of source_image blended onto each face found in target_image.",
+            image_fields=("source_image", "target_image"),
+            model_for=lambda params: None,
+        ),
+        TaskTypeSpec(
+            name="video_creation",
+            params=VideoCreationParams,
+            pipeline_module="generation.pipelines.video_creation",
+            description="Text to video (H.264 mp4) with AnimateDiff.",
         ),
     ]
 }
@@ -115,13 +247,13 @@ def task_type_spec(task_type: str) -> TaskTypeSpec:
         ) from None
 
 
-def validate_params(*, task_type: str, params: Any) -> dict[str, Any]:
+def validate_params(*, task_type: str, params: Any, owner: Any) -> dict[str, Any]:
     """The params with defaults filled in, or InvalidInput naming each bad field as
-    `params.<name>`."""
+    `params.<name>`. The owner is whose uploads and earlier tasks the params may name."""
     spec = task_type_spec(task_type)
     if not isinstance(params, dict):
         raise InvalidInput("params must be a JSON object.", fields={"params": ["Must be a JSON object."]})
-    serializer = spec.params(data=params)
+    serializer = spec.params(data=params, context={"owner": owner})
     if not serializer.is_valid():
         fields = {
             f"params.{name}" if name else "params": messages

@@ -110,7 +110,7 @@ def task_submit(
 ) -> Task:
     if not 0 <= priority <= 10:
         raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
-    clean_params = specs.validate_params(task_type=task_type, params=params)
+    clean_params = specs.validate_params(task_type=task_type, params=params, owner=owner)
     if webhook:
         webhook_url_validate(webhook)
     events = sorted(set(webhook_events))

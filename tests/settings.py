@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
 
 from backserv_site.settings import *  # noqa: F403
-from backserv_site.settings import BACKSERV, GENERATION, VAR_DIR, dramatiq_broker_settings
+from backserv_site.settings import BACKSERV, DEMO_MODEL_FOLDERS, GENERATION, VAR_DIR, dramatiq_broker_settings
 
 E2E_BROKER_URL = BROKER_URL  # noqa: F405
 DRAMATIQ_BROKER = dramatiq_broker_settings("")
@@ -20,7 +20,7 @@ TEST_MODELS_DIR = VAR_DIR / "test-models"
 GENERATION = {
     **GENERATION,
     "MODELS_DIR": TEST_MODELS_DIR,
-    "MODELS": {"image_creation": str(TEST_MODELS_DIR / "tiny-sd")},
+    "MODELS": {key: str(TEST_MODELS_DIR / folder) for key, folder in DEMO_MODEL_FOLDERS.items()},
 }
 BACKSERV = {
     **BACKSERV,

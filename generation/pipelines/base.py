@@ -1,10 +1,20 @@
 """What every pipeline module gives and takes. A pipeline module has
-`load(model_dir, device, dtype)` and `run(pipeline, params, on_step) -> (outputs, metadata)`."""
+`load(model_dir, device, dtype)` and `run(pipeline, params, on_step) -> (outputs, metadata)`.
+
+model_dir is None for a pipeline that needs no model folder. The runner replaces each of
+the task type's image params (TaskTypeSpec.image_fields) by its decoded RGB PIL image.
+Nothing here imports torch: the API process imports this module."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
 @dataclass(frozen=True)
@@ -29,3 +39,44 @@ class PipelineInputError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def encode_png(image: Image) -> Output:
+    buffer = io.BytesIO()
+    # No pnginfo and a fixed compression level keep the bytes a pure function of the pixels.
+    image.save(buffer, format="PNG", compress_level=6)
+    return Output(
+        data=buffer.getvalue(),
+        content_type="image/png",
+        extension="png",
+        width=image.width,
+        height=image.height,
+    )
+
+
+def diffusers_step_end(on_step: StepCallback) -> Callable[..., dict[str, Any]]:
+    """A diffusers `callback_on_step_end` reporting to on_step. The total comes from the
+    pipeline: image-to-image runs only strength x steps of the steps asked."""
+
+    def report(pipeline: Any, step_index: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        on_step(step_index + 1, pipeline.num_timesteps)
+        return callback_kwargs
+
+    return report
+
+
+def load_diffusers(pipeline_class: type[Any], model_dir: Path, device: str, dtype: Any, **options: Any) -> Any:
+    """A diffusers pipeline from a local folder only (never a hub), quiet, on device."""
+    from diffusers.utils import is_accelerate_available
+
+    pipeline = pipeline_class.from_pretrained(
+        model_dir,
+        local_files_only=True,
+        # diffusers 0.42 deprecates torch_dtype in favour of dtype.
+        dtype=dtype,
+        # Asking for low-memory loading without accelerate only logs a warning on every load.
+        low_cpu_mem_usage=is_accelerate_available(),
+        **options,
+    ).to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -16,5 +16,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, directory: str, **options: Any) -> None:
         from generation.demo_models import build_demo_models
 
-        for task_type, path in build_demo_models(Path(directory)).items():
-            self.stdout.write(f"{task_type}: {path}")
+        for name, path in build_demo_models(Path(directory)).items():
+            self.stdout.write(f"{name}: {path}")
