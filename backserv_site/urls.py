@@ -11,6 +11,7 @@ urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),
+    path("api/v1/", include("servers.api.urls")),
 ]
 
 if settings.MEDIA_URL.startswith("/"):

@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_once() -> dict[str, int]:
-    return {"requeued": tasks_requeue_expired(), "redispatched": tasks_redispatch_stale()}
+    from servers.monitor import servers_sweep
+
+    return {"requeued": tasks_requeue_expired(), "redispatched": tasks_redispatch_stale(), **servers_sweep()}
 
 
 class Sweeper:

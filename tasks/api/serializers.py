@@ -20,6 +20,8 @@ class TaskSubmitSerializer(serializers.Serializer):
     task_params = serializers.JSONField(required=False)
     priority = serializers.IntegerField(required=False, min_value=0, max_value=10, default=5)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    # Only servers of this group may run the job.
+    group = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
@@ -35,6 +37,7 @@ class TaskSubmitSerializer(serializers.Serializer):
             "params": attrs[given[0]] if given else {},
             "priority": attrs["priority"],
             "user_label": attrs["user_id"],
+            "group": attrs["group"],
         }
 
 
@@ -43,6 +46,7 @@ class TaskSerializer(serializers.ModelSerializer):
     user_id = serializers.CharField(source="user_label", read_only=True)
     result = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    server_id = serializers.UUIDField(read_only=True, allow_null=True)
 
     class Meta:
         model = Task
@@ -58,6 +62,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "error",
             "attempts",
             "cancel_requested",
+            "group",
+            "server_id",
+            "wait_reason",
             "submitted_at",
             "started_at",
             "completed_at",
