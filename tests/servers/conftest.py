@@ -31,6 +31,16 @@ def make_server(db: None) -> Callable[..., Server]:
     return make
 
 
+_booted: list[StubBroker] = []
+
+
+def boot_once(broker: StubBroker) -> None:
+    """Once per process, as in a real one (it starts the time-limit watchdog)."""
+    if broker not in _booted:
+        broker.emit_after("process_boot")
+        _booted.append(broker)
+
+
 class ServerWorker:
     """One "GPU machine": a Dramatiq worker consuming only its server's queue, and
     (optionally) the heartbeat thread a real worker runs."""
@@ -55,7 +65,7 @@ class ServerWorker:
             )
             self.presence.start()
         self.broker.declare_queue(self.server.queue_name)
-        self.broker.emit_after("process_boot")
+        boot_once(self.broker)
         self.worker = dramatiq.Worker(
             self.broker, queues={self.server.queue_name}, worker_threads=self.threads, worker_timeout=50
         )
@@ -79,10 +89,13 @@ class ServerWorker:
 
 
 @pytest.fixture
-def server_workers(transactional_db: None, broker: StubBroker, demo_models: Path) -> Iterator[Callable[..., ServerWorker]]:
+def server_workers(
+    transactional_db: None, broker: StubBroker, demo_models: Path
+) -> Iterator[Callable[..., ServerWorker]]:
     started: list[ServerWorker] = []
 
-    def start(server: Server, *, threads: int = 2, heartbeat: float | None = None) -> ServerWorker:
+    # Heartbeating like real workers, else the sweep's monitor rightly finds them silent.
+    def start(server: Server, *, threads: int = 2, heartbeat: float | None = 1.0) -> ServerWorker:
         worker = ServerWorker(broker, server, threads).start(heartbeat=heartbeat)
         started.append(worker)
         return worker

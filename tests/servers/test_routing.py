@@ -90,9 +90,7 @@ def test_a_job_waits_visibly_for_a_capable_server_and_is_routed_when_one_appears
     owner: User, client: APIClient, make_server: Callable[..., Server], django_capture_on_commit_callbacks: Callable
 ) -> None:
     make_server("video-only", capabilities=[])
-    response = client.post(
-        "/api/v1/tasks", {"task_type": "image_creation", "params": {"prompt": "x"}}, format="json"
-    )
+    response = client.post("/api/v1/tasks", {"task_type": "image_creation", "params": {"prompt": "x"}}, format="json")
     assert response.status_code == 202
     body = response.json()
     assert body["state"] == "PENDING" and body["wait_reason"] == "waiting_for_server" and body["server_id"] is None
