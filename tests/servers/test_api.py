@@ -107,7 +107,9 @@ def test_the_list_filters_by_status_and_group_and_gives_times_in_ms(
     server, _ = registered
     server_register(name="gold", capabilities=["image_creation"], predict_url="http://g.example/p", groups=["gold"])
     long_ago = timezone.now() - timedelta(seconds=5)
-    Server.objects.filter(pk=server.pk).update(registered_at=long_ago - timedelta(seconds=5), last_heartbeat_at=long_ago)
+    Server.objects.filter(pk=server.pk).update(
+        registered_at=long_ago - timedelta(seconds=5), last_heartbeat_at=long_ago
+    )
     listed = {item["name"]: item for item in staff_client.get("/api/v1/servers").json()["servers"]}
     assert set(listed) == {"gpu-a", "gold"}
     assert listed["gpu-a"]["uptime"] >= 10_000 and 5_000 <= listed["gpu-a"]["time_since_last_heartbeat"] < 60_000
