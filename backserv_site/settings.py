@@ -200,6 +200,7 @@ _DRAMATIQ_MIDDLEWARE = [
     "django_dramatiq.middleware.DbConnectionsMiddleware",
     "tasks.middleware.SweeperMiddleware",
     "generation.middleware.ModelPreloadMiddleware",
+    "servers.middleware.ServerPresenceMiddleware",
 ]
 
 
@@ -256,6 +257,21 @@ BACKSERV = {
     "WEBHOOK_FIRST_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_FIRST_RETRY_SECONDS", 5.0),
     "WEBHOOK_MAX_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_MAX_RETRY_SECONDS", 1800.0),
     "WEBHOOK_RETRY_WINDOW_SECONDS": env_float("BACKSERV_WEBHOOK_RETRY_WINDOW_SECONDS", 3 * 3600.0),
+}
+
+SERVERS = {
+    # Worker processes register themselves as servers and consume their own queue.
+    # Off in embedded mode: its worker threads take every job from the shared queue.
+    "REGISTER_WORKERS": env_bool("BACKSERV_REGISTER_WORKERS", DISTRIBUTED),
+    "HEARTBEAT_INTERVAL_SECONDS": env_float("BACKSERV_HEARTBEAT_INTERVAL_SECONDS", 10.0),
+    # A server silent for this many intervals is offline; its jobs go elsewhere.
+    "HEARTBEAT_MISSES": env_int("BACKSERV_HEARTBEAT_MISSES", 3),
+    # Remote GPU servers: where they report back (this API's public base URL), and how
+    # jobs are POSTed to them.
+    "CALLBACK_BASE_URL": env_str("BACKSERV_CALLBACK_BASE_URL", PUBLIC_BASE_URL or "http://127.0.0.1:8000"),
+    "REMOTE_TIMEOUT_SECONDS": env_float("BACKSERV_REMOTE_TIMEOUT_SECONDS", 10.0),
+    "REMOTE_RETRIES": env_int("BACKSERV_REMOTE_RETRIES", 3),
+    "REMOTE_RETRY_BACKOFF_SECONDS": env_float("BACKSERV_REMOTE_RETRY_BACKOFF_SECONDS", 1.0),
 }
 
 _MODELS_DIR = Path(env_str("MODELS_DIR", str(VAR_DIR / "models")))

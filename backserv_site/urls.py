@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("generation.api.urls")),
+    path("api/v1/", include("servers.api.urls")),
 ]
 
 if settings.MEDIA_URL.startswith("/"):

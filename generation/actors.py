@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dramatiq
 from django.conf import settings
+from dramatiq.common import q_name
+from dramatiq.middleware import CurrentMessage
 
 # Dramatiq's own limit cannot interrupt a long C/CUDA call; deadlines are enforced by
 # the step callback. This is only a backstop far beyond any real job.
@@ -24,4 +26,6 @@ _BACKSTOP_MS = 24 * 3600 * 1000
 def run_task(task_id: str) -> None:
     from generation.runner import execute_message
 
-    execute_message(task_id)
+    message = CurrentMessage.get_current_message()
+    # Copies of this message go to servers' own queues: claim from the queue it came on.
+    execute_message(task_id, queue_name=q_name(message.queue_name) if message is not None else None)

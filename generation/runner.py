@@ -44,15 +44,19 @@ def worker_name() -> str:
     return f"{node}:{os.getpid()}"
 
 
-def execute_message(task_id: UUID | str) -> None:
-    """Handle one "run task X" message.
+def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
+    """Handle one "run task X" message that arrived on `queue_name`.
 
     The message is a turn to run the best waiting job of X's queue, which may be X or
     one of higher priority. If it was another, X's message is sent again, so every
-    waiting job keeps exactly one message in flight.
+    waiting job keeps exactly one message in flight. A message left on a queue X was
+    routed away from (its server went offline or into maintenance) is stale: X's new
+    queue has its own message, and this worker may not run that queue's jobs.
     """
     hint = Task.objects.filter(pk=task_id).values_list("state", "queue_name").first()
-    if hint is None or hint[0] != TaskState.PENDING:
+    if hint is None or hint[0] != TaskState.PENDING or not hint[1]:
+        return
+    if queue_name is not None and hint[1] != queue_name:
         return
     task = services.task_claim_next(queue_name=hint[1], worker=worker_name())
     if task is None:

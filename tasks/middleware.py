@@ -15,15 +15,16 @@ class SweeperMiddleware(dramatiq.Middleware):
     """Runs the sweeps inside every worker process, so a fleet needs no cron."""
 
     def __init__(self) -> None:
-        self.sweeper: Sweeper | None = None
+        # By worker: a process normally runs one, but tests run several side by side.
+        self.sweepers: dict[int, Sweeper] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         from tasks.sweeper import Sweeper
 
-        self.sweeper = Sweeper()
-        self.sweeper.start()
+        sweeper = self.sweepers[id(worker)] = Sweeper()
+        sweeper.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.sweeper is not None:
-            self.sweeper.stop()
-            self.sweeper = None
+        sweeper = self.sweepers.pop(id(worker), None)
+        if sweeper is not None:
+            sweeper.stop()

@@ -51,7 +51,13 @@ class Task(models.Model):
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
 
-    queue_name = models.CharField(max_length=100)
+    # The Dramatiq queue its messages go to; "" while it waits for a server to be routed to.
+    queue_name = models.CharField(max_length=100, blank=True)
+    # Routing: the server it was sent to, the server group the client asked for, and why
+    # it is not routed yet (WAITING_FOR_SERVER) if it is not.
+    server = models.ForeignKey("servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    group = models.CharField(max_length=100, blank=True)
+    wait_reason = models.CharField(max_length=30, blank=True)
     # When the last "run task X" message was sent; the sweep re-sends stale ones.
     dispatched_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
@@ -98,6 +104,9 @@ class Task(models.Model):
         return self.state in TERMINAL_STATES
 
 
+WAITING_FOR_SERVER = "waiting_for_server"
+
+
 class TaskEvent(models.Model):
     """Append-only log of what happened to a job: one row per state change (and
     throttled progress). Streams, webhooks, attempt history and stats read it."""
@@ -114,6 +123,7 @@ class TaskEvent(models.Model):
         TIMED_OUT = "timed_out"
         REQUEUED = "requeued"
         RETRIED = "retried"
+        ROUTED = "routed"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=20, choices=Type.choices)

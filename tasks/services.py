@@ -22,12 +22,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from generation import specs
+from servers.routing import route_new_task, route_waiting_on_commit
 from tasks.dispatch import dispatch_on_commit
 from tasks.errors import InvalidInput, StateConflict
 from tasks.events import task_event_committed
 from tasks.models import (
     ACTIVE_STATES,
     RETRYABLE_STATES,
+    TERMINAL_STATES,
     TRANSITIONS,
     UNFINISHED_STATES,
     Task,
@@ -83,8 +85,15 @@ def _transition(
         if rows.update(state=to, updated_at=timezone.now(), **fields) != 1:
             return False
         _record_event(task_id=task_id, event_type=event, state=to, data=data)
+        if to in TERMINAL_STATES:
+            # The job's server has a free slot now: a job waiting for one may take it.
+            route_waiting_on_commit()
     logger.info("task %s -> %s (%s)", task_id, to, event)
     return True
+
+
+# A job going back to PENDING is routed afresh when its message is sent.
+_UNROUTED: dict[str, Any] = {"server": None, "queue_name": "", "wait_reason": ""}
 
 
 def _claim_holder(*, worker: str, attempt: int) -> Q:
@@ -107,6 +116,7 @@ def task_submit(
     webhook_events: Iterable[str] = (),
     idempotency_key: str = "",
     request_fingerprint: str = "",
+    group: str = "",
 ) -> Task:
     if not 0 <= priority <= 10:
         raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
@@ -120,21 +130,24 @@ def task_submit(
         raise InvalidInput(message, fields={"webhook_events": [message]})
     now = timezone.now()
     with transaction.atomic():
+        route = route_new_task(task_type=task_type, group=group)
         task = Task.objects.create(
             owner=owner,
             user_label=user_label,
             task_type=task_type,
             params=clean_params,
             priority=priority,
-            queue_name=_config("QUEUE_NAME"),
-            dispatched_at=now,
+            group=group,
+            **route.task_fields(),
+            dispatched_at=now if route.queue_name else None,
             webhook=webhook,
             webhook_events=events,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
         )
-        _record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING)
-        dispatch_on_commit(task_id=task.pk)
+        _record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING, data=route.event_data())
+        if route.destination is not None:
+            dispatch_on_commit(task_id=task.pk, destination=route.destination)
     logger.info("task %s submitted (%s) by %s", task.pk, task_type, owner.pk)
     return task
 
@@ -190,6 +203,7 @@ def task_retry(*, task: Task) -> Task:
         completed_at=None,
         claimed_at=None,
         dispatched_at=timezone.now(),
+        **_UNROUTED,
     ):
         task.refresh_from_db()
         raise StateConflict(
@@ -212,12 +226,14 @@ def task_delete(*, task: Task) -> None:
 # Claim, run, finish: what workers do ------------------------------------------------
 
 
-def task_claim(*, task_id: UUID | str, worker: str) -> bool:
+def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = None) -> bool:
+    """Claim a PENDING job (only while it is still routed to `queue_name`, if given)."""
     now = timezone.now()
     return _transition(
         task_id=task_id,
         to=TaskState.RECEIVED,
         event=EventType.CLAIMED,
+        match=Q(queue_name=queue_name) if queue_name is not None else None,
         data={"worker": worker},
         worker=worker,
         attempts=F("attempts") + 1,
@@ -368,11 +384,18 @@ def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
         started_at=None,
         dispatched_at=now,
         **cleared,
+        **_UNROUTED,
     )
     if done:
         dispatch_on_commit(task_id=task.pk)
         return TaskState.PENDING
     return None
+
+
+def task_release(*, task: Task, reason: str) -> str | None:
+    """Give back a claimed job whose server is gone or refused it: PENDING again and
+    routed elsewhere (or ended when its attempts are spent)."""
+    return _requeue_or_fail(task=task, reason=reason, match=_claim_holder(worker=task.worker, attempt=task.attempts))
 
 
 def tasks_requeue_expired(*, now: datetime | None = None) -> int:
@@ -396,7 +419,12 @@ def tasks_redispatch_stale(*, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=_config("REDISPATCH_AFTER_SECONDS"))
-    stale = Task.objects.filter(state=TaskState.PENDING).filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at=None))
+    stale = (
+        Task.objects.filter(state=TaskState.PENDING)
+        .filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at=None))
+        # Jobs waiting for a server have no message to lose; routing them sends one.
+        .exclude(queue_name="")
+    )
     sent = 0
     for queue_name in stale.values_list("queue_name", flat=True).distinct():
         if Task.objects.filter(queue_name=queue_name, claimed_at__gte=cutoff).exists():

@@ -17,10 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_once() -> dict[str, int]:
+    from servers.monitor import servers_sweep
+
     return {
         "requeued": tasks_requeue_expired(),
         "redispatched": tasks_redispatch_stale(),
         "webhooks_redispatched": webhooks_redispatch_due(),
+        **servers_sweep(),
     }
 
 

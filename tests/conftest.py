@@ -95,6 +95,12 @@ def broker() -> Iterator[StubBroker]:
     broker.flush_all()
 
 
+def forget_worker(broker: StubBroker, worker: dramatiq.Worker) -> None:
+    """A stopped Worker leaves its middleware on the broker, which would start consumers
+    for queues declared later (servers' queues) and strand their messages."""
+    broker.middleware = [item for item in broker.middleware if getattr(item, "worker", None) is not worker]
+
+
 class InProcessWorker:
     def __init__(self, broker: StubBroker, threads: int):
         import generation.actors  # noqa: F401  (registers the actors)
@@ -113,6 +119,7 @@ class InProcessWorker:
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+            forget_worker(self.broker, self.worker)
             self.worker = None
 
     def drain(self, timeout: float = 60) -> None:

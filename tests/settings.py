@@ -9,7 +9,14 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
 
 from backserv_site.settings import *  # noqa: F403
-from backserv_site.settings import BACKSERV, DEMO_MODEL_FOLDERS, GENERATION, VAR_DIR, dramatiq_broker_settings
+from backserv_site.settings import (
+    BACKSERV,
+    DEMO_MODEL_FOLDERS,
+    GENERATION,
+    SERVERS,
+    VAR_DIR,
+    dramatiq_broker_settings,
+)
 
 E2E_BROKER_URL = BROKER_URL  # noqa: F405
 DRAMATIQ_BROKER = dramatiq_broker_settings("")
@@ -32,3 +39,6 @@ BACKSERV = {
     "WEBHOOK_TIMEOUT_SECONDS": 2.0,
 }
 STATIC_ROOT = BASE_DIR / "static"  # noqa: F405  (exists; silences WhiteNoise in tests)
+# In-process workers are not servers unless a test registers them; remote servers in
+# tests answer at once, so retries need no backoff.
+SERVERS = {**SERVERS, "REGISTER_WORKERS": False, "REMOTE_RETRY_BACKOFF_SECONDS": 0.01}

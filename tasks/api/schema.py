@@ -34,6 +34,10 @@ _ERROR_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
         },
     ),
     401: ("No token, or a bad one.", {"detail": "Invalid token.", "code": "authentication_failed"}),
+    403: (
+        "Authenticated, but not allowed to do this.",
+        {"detail": "You do not have permission to perform this action.", "code": "permission_denied"},
+    ),
     404: ("No such object among yours.", {"detail": "Task 3f1c… not found.", "code": "not_found"}),
     409: (
         "The object's state does not allow this.",

@@ -36,6 +36,8 @@ class TaskSubmitSerializer(serializers.Serializer):
         default=False,
         help_text="Wait for the job to finish (up to the default wait) before answering; see `Prefer: wait=N`.",
     )
+    # Only servers of this group may run the job.
+    group = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
@@ -54,6 +56,7 @@ class TaskSubmitSerializer(serializers.Serializer):
             "webhook": attrs["webhook"],
             "webhook_events": attrs["webhook_events"],
             "sync": attrs["sync"],
+            "group": attrs["group"],
         }
 
 
@@ -68,6 +71,7 @@ class TaskSerializer(serializers.ModelSerializer):
     eta_seconds = serializers.SerializerMethodField(
         help_text="While PENDING: estimated seconds until it finishes, from recent runs of its type."
     )
+    server_id = serializers.UUIDField(read_only=True, allow_null=True)
 
     class Meta:
         model = Task
@@ -87,6 +91,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "eta_seconds",
             "webhook",
             "webhook_events",
+            "group",
+            "server_id",
+            "wait_reason",
             "submitted_at",
             "started_at",
             "completed_at",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import django_filters
 from django.conf import settings
@@ -8,12 +9,17 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, status
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import CharField
 from rest_framework.views import APIView
 
 from generation.specs import TASK_TYPES
+from servers.api.serializers import TaskReportSerializer
+from servers.api.views import WITH_SERVER_KEYS
+from servers.authentication import IsServer
+from servers.remote import task_report_from_server
 from tasks import services
 from tasks.api.schema import (
     DELETED_EXAMPLE,
@@ -29,6 +35,9 @@ from tasks.errors import InvalidInput, NotFound
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
 from tasks.waiting import WAIT_HEADER, wait_until_finished_blocking
+
+if TYPE_CHECKING:
+    from servers.models import Server
 
 
 def owned_tasks(request: Request) -> QuerySet[Task]:
@@ -145,7 +154,41 @@ class TaskListCreateView(generics.ListAPIView):
         return task_response(request, task, status_code=code, headers=headers)
 
 
+def server_task(server: Server, task_id: str) -> Task:
+    """A job routed to this server; any other is not found, as for users."""
+    try:
+        pk = uuid.UUID(task_id)
+    except ValueError:
+        pk = None
+    task = Task.objects.filter(pk=pk, server=server).first() if pk else None
+    if task is None:
+        raise NotFound(f"Task {task_id} not found.")
+    return task
+
+
 class TaskDetailView(APIView):
+    # Users read and delete their jobs; a remote GPU server reports on the jobs it runs
+    # (PUT) with its server key, which reads nothing else.
+    authentication_classes = WITH_SERVER_KEYS
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.request.method == "PUT":
+            return [IsServer()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Report on a job (GPU servers)",
+        description="A remote GPU server's progress or outcome for a job assigned to it, with its server key.",
+        request=TaskReportSerializer,
+        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409)},
+    )
+    def put(self, request: Request, task_id: str) -> Response:
+        task = server_task(request.auth, task_id)
+        report = TaskReportSerializer(data=request.data)
+        report.is_valid(raise_exception=True)
+        task = task_report_from_server(server=request.auth, task=task, **report.validated_data)
+        return Response(TaskSerializer(task, context={"request": request}).data)
+
     @extend_schema(summary="Get a job", responses={200: TaskSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES)
     def get(self, request: Request, task_id: str) -> Response:
         return Response(TaskSerializer(owned_task(request, task_id), context={"request": request}).data)

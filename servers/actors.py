@@ -1,0 +1,20 @@
+"""Dramatiq actors of the servers app. Thin: take an id, call a service."""
+
+from __future__ import annotations
+
+import dramatiq
+from django.conf import settings
+
+
+@dramatiq.actor(
+    actor_name="forward_task",
+    # Forwarding is an HTTP call, not GPU work: every worker's shared queue takes it.
+    queue_name=settings.BACKSERV["QUEUE_NAME"],
+    max_retries=3,
+    min_backoff=1000,
+    max_backoff=30000,
+)
+def forward_task(task_id: str) -> None:
+    from servers.remote import task_forward
+
+    task_forward(task_id=task_id)

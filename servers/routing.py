@@ -1,0 +1,266 @@
+"""Choosing a server for a job.
+
+Every decision is made while holding a lock on the load balancer's row, so decisions
+happen one at a time and each sees the jobs the previous ones assigned: a server is
+never given more unfinished jobs than its max_concurrent, under any algorithm.
+
+A server's load is its unfinished jobs (routed and waiting in its queue, claimed, or
+running). A job that finds no eligible server waits unrouted (queue "" and the reason
+`waiting_for_server`); `tasks_route_waiting` routes it when a server appears or frees a
+slot. With no server registered at all (embedded mode) every job goes to the shared
+queue that every local worker consumes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from servers.models import Algorithm, LoadBalancer, Server, ServerKind, ServerStatus
+from tasks.dispatch import Destination, dispatch_on_commit
+from tasks.models import UNFINISHED_STATES, WAITING_FOR_SERVER, Task, TaskEvent, TaskState
+
+_random = random.SystemRandom()
+
+
+def shared_queue_name() -> str:
+    return settings.BACKSERV["QUEUE_NAME"]
+
+
+@dataclass(frozen=True)
+class Route:
+    server: Server | None
+    queue_name: str
+    wait_reason: str = ""
+
+    @property
+    def destination(self) -> Destination | None:
+        if not self.queue_name:
+            return None
+        remote = self.server is not None and self.server.kind == ServerKind.REMOTE
+        return Destination(queue_name=self.queue_name, remote=remote)
+
+    def event_data(self) -> dict[str, Any]:
+        if self.server is not None:
+            return {"server": self.server.name, "server_id": str(self.server.pk)}
+        if self.wait_reason:
+            return {"wait_reason": self.wait_reason}
+        return {}
+
+    def task_fields(self) -> dict[str, Any]:
+        return {"server": self.server, "queue_name": self.queue_name, "wait_reason": self.wait_reason}
+
+
+def _shared_route() -> Route:
+    return Route(server=None, queue_name=shared_queue_name())
+
+
+def _waiting_route() -> Route:
+    return Route(server=None, queue_name="", wait_reason=WAITING_FOR_SERVER)
+
+
+def load_balancer_locked() -> LoadBalancer:
+    """The load balancer's row, locked until the current transaction ends."""
+    balancer = LoadBalancer.objects.select_for_update().filter(pk=1).first()
+    if balancer is None:
+        LoadBalancer.objects.get_or_create(pk=1)
+        balancer = LoadBalancer.objects.select_for_update().get(pk=1)
+    return balancer
+
+
+def server_loads(server_ids: list[UUID]) -> dict[UUID, int]:
+    rows = (
+        Task.objects.filter(server_id__in=server_ids, state__in=UNFINISHED_STATES)
+        .values("server_id")
+        .annotate(unfinished=Count("pk"))
+    )
+    loads = dict.fromkeys(server_ids, 0)
+    loads.update({row["server_id"]: row["unfinished"] for row in rows})
+    return loads
+
+
+class Router:
+    """Routing decisions under the lock; call `save()` before the transaction ends."""
+
+    def __init__(self, balancer: LoadBalancer):
+        self.balancer = balancer
+        # Offline servers stay in the ring so round-robin's position means the same
+        # thing while servers come and go.
+        self.ring = list(Server.objects.order_by("name", "pk"))
+        self.loads = server_loads([server.pk for server in self.ring if server.status != ServerStatus.OFFLINE])
+
+    @classmethod
+    def locked(cls) -> Router:
+        return cls(load_balancer_locked())
+
+    def has_capacity(self) -> bool:
+        return any(self._available(server) for server in self.ring)
+
+    def _available(self, server: Server) -> bool:
+        return (
+            server.status == ServerStatus.ONLINE
+            and not server.maintenance
+            and self.loads.get(server.pk, 0) < server.max_concurrent
+        )
+
+    def eligible(self, *, task_type: str, group: str) -> list[Server]:
+        return [
+            server
+            for server in self.ring
+            if self._available(server) and task_type in server.capabilities and (not group or group in server.groups)
+        ]
+
+    def choose(self, *, task_type: str, group: str) -> Server | None:
+        candidates = self.eligible(task_type=task_type, group=group)
+        if not candidates:
+            return None
+        algorithm = self.balancer.algorithm
+        if algorithm == Algorithm.LEAST_CONNECTIONS:
+            chosen = min(
+                candidates,
+                key=lambda server: (self.loads[server.pk], self.loads[server.pk] / server.max_concurrent),
+            )
+        elif algorithm == Algorithm.WEIGHTED_ROUND_ROBIN:
+            chosen = self._smooth_weighted(candidates)
+        elif algorithm == Algorithm.RANDOM:
+            chosen = _random.choice(candidates)
+        else:
+            chosen = self._next_in_ring(candidates)
+        self.loads[chosen.pk] += 1
+        return chosen
+
+    def _next_in_ring(self, candidates: list[Server]) -> Server:
+        last = self.balancer.state.get("last")
+        ids = [str(server.pk) for server in self.ring]
+        start = ids.index(last) + 1 if last in ids else 0
+        wanted = {server.pk for server in candidates}
+        for offset in range(len(self.ring)):
+            server = self.ring[(start + offset) % len(self.ring)]
+            if server.pk in wanted:
+                self.balancer.state["last"] = str(server.pk)
+                return server
+        raise AssertionError("a candidate is always in the ring")
+
+    def _smooth_weighted(self, candidates: list[Server]) -> Server:
+        # nginx's smooth weighted round-robin: weights 2:1:1 give A B A C A B A C ...,
+        # exact shares over every cycle and no bursts to the heaviest server.
+        current: dict[str, int] = self.balancer.state.setdefault("weights", {})
+        total = 0
+        for server in candidates:
+            key = str(server.pk)
+            current[key] = current.get(key, 0) + server.priority
+            total += server.priority
+        chosen = max(candidates, key=lambda server: current[str(server.pk)])
+        current[str(chosen.pk)] -= total
+        return chosen
+
+    def route(self, *, task_type: str, group: str) -> Route:
+        server = self.choose(task_type=task_type, group=group)
+        if server is None:
+            return _waiting_route()
+        return Route(server=server, queue_name=server.queue_name)
+
+    def save(self) -> None:
+        known = {str(server.pk) for server in self.ring}
+        weights = self.balancer.state.get("weights", {})
+        self.balancer.state["weights"] = {key: value for key, value in weights.items() if key in known}
+        LoadBalancer.objects.filter(pk=self.balancer.pk).update(state=self.balancer.state, updated_at=timezone.now())
+
+
+def route_new_task(*, task_type: str, group: str) -> Route:
+    """The route of a job being submitted; call inside the submit's transaction."""
+    if not Server.objects.exists():
+        return _shared_route()
+    router = Router.locked()
+    route = router.route(task_type=task_type, group=group)
+    router.save()
+    return route
+
+
+def _needs_route(*, queue_name: str, server: Server | None) -> bool:
+    if not queue_name:
+        return True
+    if server is None:
+        # The shared queue stays valid; any other queue belonged to a server since removed.
+        return queue_name != shared_queue_name()
+    return server.status == ServerStatus.OFFLINE or server.maintenance
+
+
+@transaction.atomic
+def task_destination(*, task_id: UUID | str) -> Destination | None:
+    """Where a PENDING job's message goes, routing it first if it has no usable route.
+    None when the job is not PENDING or must wait for a server."""
+    task = Task.objects.select_related("server").filter(pk=task_id, state=TaskState.PENDING).first()
+    if task is None:
+        return None
+    if not _needs_route(queue_name=task.queue_name, server=task.server):
+        return Route(server=task.server, queue_name=task.queue_name).destination
+    if not Server.objects.exists():
+        route = _shared_route()
+    else:
+        router = Router.locked()
+        route = router.route(task_type=task.task_type, group=task.group)
+        router.save()
+    if not _assign(task=task, route=route):
+        return None
+    return route.destination
+
+
+def _assign(*, task: Task, route: Route) -> bool:
+    """Move a PENDING job to a route, only if nobody changed its state or route since
+    it was read."""
+    updated = Task.objects.filter(
+        pk=task.pk, state=TaskState.PENDING, queue_name=task.queue_name, server_id=task.server_id
+    ).update(
+        **route.task_fields(), dispatched_at=timezone.now() if route.queue_name else None, updated_at=timezone.now()
+    )
+    if updated and route.server is not None and route.server.pk != task.server_id:
+        TaskEvent.objects.create(
+            task_id=task.pk, type=TaskEvent.Type.ROUTED, state=TaskState.PENDING, data=route.event_data()
+        )
+    return bool(updated)
+
+
+def tasks_route_waiting(*, limit: int = 500) -> int:
+    """Route jobs waiting for a server, best first, as far as servers have free slots.
+    Called when a server comes online or leaves maintenance, when a job finishes, and
+    by the sweep. Safe to run in several processes: the lock makes them take turns."""
+    waiting = Task.objects.filter(state=TaskState.PENDING, queue_name="")
+    if not waiting.exists():
+        return 0
+    routed = 0
+    with transaction.atomic():
+        if not Server.objects.exists():
+            candidates = list(waiting.order_by("-priority", "submitted_at")[:limit])
+            for task in candidates:
+                routed += _route_and_dispatch(task=task, route=_shared_route())
+            return routed
+        router = Router.locked()
+        # Read after taking the lock: another process may have routed some meanwhile.
+        for task in waiting.order_by("-priority", "submitted_at")[:limit]:
+            if not router.has_capacity():
+                break
+            route = router.route(task_type=task.task_type, group=task.group)
+            if route.server is not None:
+                routed += _route_and_dispatch(task=task, route=route)
+        router.save()
+    return routed
+
+
+def _route_and_dispatch(*, task: Task, route: Route) -> int:
+    if not _assign(task=task, route=route):
+        return 0
+    dispatch_on_commit(task_id=task.pk, destination=route.destination)
+    return 1
+
+
+def route_waiting_on_commit() -> None:
+    """After a job finishes or a server frees up: its slot may be what a waiting job needs."""
+    transaction.on_commit(tasks_route_waiting)

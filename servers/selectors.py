@@ -1,0 +1,96 @@
+"""Reads of the registry: listings, per-server metrics, the load balancer's picture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
+from django.utils import timezone
+
+from servers.models import LoadBalancer, Server, ServerStatus
+from tasks.models import ACTIVE_STATES, Task, TaskState
+
+
+def milliseconds_since(moment: datetime | None, now: datetime) -> int | None:
+    return None if moment is None else max(0, int((now - moment).total_seconds() * 1000))
+
+
+def servers_list(*, status: str | None = None, group: str | None = None) -> list[Server]:
+    servers = Server.objects.all()
+    if status == ServerStatus.MAINTENANCE:
+        servers = servers.filter(maintenance=True).exclude(status=ServerStatus.OFFLINE)
+    elif status == ServerStatus.OFFLINE:
+        servers = servers.filter(status=ServerStatus.OFFLINE)
+    elif status:
+        servers = servers.filter(status=status, maintenance=False)
+    # Groups are a JSON list, which SQLite cannot search; a registry is small.
+    return [server for server in servers if not group or group in server.groups]
+
+
+def server_task_counts(server_ids: Iterable[UUID]) -> dict[UUID, dict[str, int]]:
+    """Per server: jobs claimed or running ("active") and routed but not claimed yet ("queued")."""
+    rows = (
+        Task.objects.filter(server_id__in=list(server_ids), state__in=[TaskState.PENDING, *ACTIVE_STATES])
+        .values("server_id")
+        .annotate(
+            active=Count("pk", filter=Q(state__in=ACTIVE_STATES)),
+            queued=Count("pk", filter=Q(state=TaskState.PENDING)),
+        )
+    )
+    return {row["server_id"]: {"active": row["active"], "queued": row["queued"]} for row in rows}
+
+
+def server_metrics(*, server: Server) -> dict[str, Any]:
+    now = timezone.now()
+    finished = server.tasks.filter(state__in=[TaskState.SUCCESS, TaskState.FAILURE, TaskState.TIMEOUT])
+    counts = finished.aggregate(
+        processed=Count("pk"),
+        succeeded=Count("pk", filter=Q(state=TaskState.SUCCESS)),
+        failed=Count("pk", filter=Q(state__in=[TaskState.FAILURE, TaskState.TIMEOUT])),
+    )
+    average = (
+        finished.filter(state=TaskState.SUCCESS, started_at__isnull=False)
+        .annotate(duration=ExpressionWrapper(F("completed_at") - F("started_at"), output_field=DurationField()))
+        .aggregate(average=Avg("duration"))["average"]
+    )
+    load = server_task_counts([server.pk]).get(server.pk, {"active": 0, "queued": 0})
+    return {
+        "uptime": milliseconds_since(server.registered_at, now),
+        "tasks_processed": counts["processed"],
+        "success_count": counts["succeeded"],
+        "failure_count": counts["failed"],
+        "average_processing_time": int(average.total_seconds() * 1000) if average is not None else None,
+        "active_tasks": load["active"],
+        "queued_tasks": load["queued"],
+        "current_load": round((load["active"] + load["queued"]) / server.max_concurrent, 4),
+        "reported": server.metrics,
+    }
+
+
+def load_balancer_status() -> dict[str, Any]:
+    balancer = LoadBalancer.objects.filter(pk=1).first() or LoadBalancer()
+    servers = list(Server.objects.exclude(status=ServerStatus.OFFLINE))
+    counts = server_task_counts(server.pk for server in servers)
+    distribution = {}
+    for server in servers:
+        load = counts.get(server.pk, {"active": 0, "queued": 0})
+        distribution[str(server.pk)] = {
+            "name": server.name,
+            "status": server.display_status,
+            "load": round((load["active"] + load["queued"]) / server.max_concurrent, 4),
+            "active_tasks": load["active"],
+            "queued_tasks": load["queued"],
+            "max_concurrent": server.max_concurrent,
+            "weight": server.priority,
+        }
+    loads = [entry["load"] for entry in distribution.values()]
+    return {
+        "algorithm": balancer.algorithm,
+        "server_distribution": distribution,
+        "total_active_tasks": sum(entry["active_tasks"] for entry in distribution.values()),
+        "waiting_for_server": Task.objects.filter(state=TaskState.PENDING, queue_name="").count(),
+        "average_load": round(sum(loads) / len(loads), 4) if loads else 0.0,
+    }

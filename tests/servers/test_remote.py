@@ -1,0 +1,177 @@
+"""Remote GPU servers: jobs POSTed to a real local HTTP server, which reports back over
+HTTP with its server key; health checks; the state rules of its reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from servers.models import Server, ServerStatus
+from servers.monitor import servers_poll_health
+from servers.remote import remote_worker_name
+from servers.services import IssuedServer, server_register, servers_mark_silent_offline
+from tasks import services
+from tasks.models import TERMINAL_STATES, WAITING_FOR_SERVER, Task, TaskState
+from tests.conftest import InProcessWorker, wait_for_state
+from tests.servers.conftest import RemoteGpu
+
+
+def _register_remote(remote: RemoteGpu, **fields: Any) -> IssuedServer:
+    return server_register(
+        name="remote-gpu",
+        predict_url=f"{remote.url}/predict",
+        health_url=f"{remote.url}/health",
+        capabilities=["image_creation"],
+        max_concurrent=4,
+        **fields,
+    )
+
+
+def _submit(owner: User) -> Task:
+    return services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "a fox", "seed": 1})
+
+
+def _key_client(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def test_a_job_routed_to_a_remote_server_is_posted_there_and_reported_back_over_http(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu, live_server: Any, settings: Any
+) -> None:
+    settings.SERVERS = {**settings.SERVERS, "CALLBACK_BASE_URL": live_server.url}
+    issued = _register_remote(remote_gpu)
+    headers = {"Authorization": f"Bearer {issued.key}"}
+
+    def run_job(job: dict[str, Any]) -> None:
+        url = job["callback_url"]
+        for body in (
+            {"state": "STARTED"},
+            {"progress": 0.5},
+            {"state": "SUCCESS", "result": {"url": "https://cdn.example/fox.png"}, "attempt": job["attempt"]},
+        ):
+            response = requests.put(url, json=body, headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+
+    remote_gpu.on_job = run_job
+    task = _submit(owner)
+    assert task.server == issued.server
+    finished = wait_for_state(task.pk, TERMINAL_STATES)
+    assert finished.state == TaskState.SUCCESS, finished.error_message
+    assert finished.result == {"url": "https://cdn.example/fox.png"}
+    assert finished.worker == remote_worker_name(issued.server)
+    [job] = remote_gpu.jobs
+    assert job["task_id"] == str(task.pk) and job["task_type"] == "image_creation" and job["attempt"] == 1
+    assert job["params"]["prompt"] == "a fox" and job["callback_url"] == f"{live_server.url}/api/v1/tasks/{task.pk}"
+    events = list(finished.events.values_list("type", flat=True))
+    assert events == ["submitted", "claimed", "started", "progress", "succeeded"]
+
+
+def test_a_job_the_remote_server_refuses_fails_with_its_answer(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu
+) -> None:
+    remote_gpu.predict_status = 400
+    _register_remote(remote_gpu)
+    finished = wait_for_state(_submit(owner).pk, TERMINAL_STATES)
+    assert finished.state == TaskState.FAILURE and finished.error_code == "REMOTE_REJECTED"
+
+
+def test_an_unreachable_remote_server_gets_degraded_and_its_job_waits_for_another(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu
+) -> None:
+    remote_gpu.predict_status = 503
+    issued = _register_remote(remote_gpu)
+    task = _submit(owner)
+    worker.drain()
+    task.refresh_from_db()
+    # Tried with retries (1 + 3), then given back: attempt 1 spent, waiting again.
+    assert len(remote_gpu.jobs) == 4
+    assert task.state == TaskState.PENDING and task.attempts == 1 and task.wait_reason == WAITING_FOR_SERVER
+    assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.DEGRADED
+
+
+def test_health_checks_count_as_heartbeats_and_failures_degrade(remote_gpu: RemoteGpu, db: None) -> None:
+    issued = _register_remote(remote_gpu)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Server.objects.filter(pk=issued.server.pk).update(last_heartbeat_at=long_ago, status=ServerStatus.DEGRADED)
+    assert servers_poll_health() == 1
+    server = Server.objects.get(pk=issued.server.pk)
+    assert server.status == ServerStatus.ONLINE and server.last_heartbeat_at > long_ago
+    remote_gpu.health_status = 500
+    Server.objects.filter(pk=server.pk).update(last_heartbeat_at=long_ago)
+    servers_poll_health()
+    assert Server.objects.get(pk=server.pk).status == ServerStatus.DEGRADED
+    assert servers_mark_silent_offline() == 1
+    assert Server.objects.get(pk=server.pk).status == ServerStatus.OFFLINE
+
+
+@pytest.fixture
+def claimed(owner: User, remote_gpu: RemoteGpu, db: None) -> tuple[Task, str]:
+    """A job claimed for the remote server, as the forwarding actor leaves it."""
+    issued = _register_remote(remote_gpu)
+    task = _submit(owner)
+    assert services.task_claim(
+        task_id=task.pk, worker=remote_worker_name(issued.server), queue_name=issued.server.queue_name
+    )
+    return Task.objects.get(pk=task.pk), issued.key
+
+
+def test_reports_follow_the_state_machine(claimed: tuple[Task, str]) -> None:
+    task, key = claimed
+    url = f"/api/v1/tasks/{task.pk}"
+    client = _key_client(key)
+    response = client.put(
+        url, {"state": "FAILED", "error": {"code": "CUDA_OOM", "message": "out of memory"}}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["state"] == "FAILURE"
+    assert response.json()["error"] == {"code": "CUDA_OOM", "message": "out of memory"}
+    response = client.put(url, {"state": "SUCCESS"}, format="json")
+    assert response.status_code == 409
+    assert Task.objects.get(pk=task.pk).state == TaskState.FAILURE
+
+
+def test_reports_refuse_bad_input_naming_the_field(claimed: tuple[Task, str]) -> None:
+    task, key = claimed
+    url = f"/api/v1/tasks/{task.pk}"
+    for body, field in (
+        ({"state": "EXPLODED"}, "state"),
+        ({"progress": 1.5}, "progress"),
+        ({}, "state"),
+        ({"state": "SUCCESS", "status": "FAILED"}, "state"),
+    ):
+        response = _key_client(key).put(url, body, format="json")
+        assert response.status_code == 400 and field in response.json()["fields"], (body, response.content)
+    response = _key_client(key).put(url, {"state": "SUCCESS", "attempt": 7}, format="json")
+    assert response.status_code == 409
+    assert Task.objects.get(pk=task.pk).state == TaskState.RECEIVED
+
+
+def test_only_the_assigned_server_may_report_on_a_job(
+    claimed: tuple[Task, str], client: APIClient, remote_gpu: RemoteGpu
+) -> None:
+    task, _ = claimed
+    other = server_register(name="other-gpu", predict_url=f"{remote_gpu.url}/predict", capabilities=[])
+    url = f"/api/v1/tasks/{task.pk}"
+    assert _key_client(other.key).put(url, {"state": "SUCCESS"}, format="json").status_code == 404
+    assert client.put(url, {"state": "SUCCESS"}, format="json").status_code == 403  # the owner is no server
+    assert APIClient().put(url, {"state": "SUCCESS"}, format="json").status_code == 401
+    assert (
+        _key_client(other.key).put("/api/v1/tasks/not-a-uuid", {"state": "SUCCESS"}, format="json").status_code == 404
+    )
+    assert Task.objects.get(pk=task.pk).state == TaskState.RECEIVED
+
+
+def test_a_cancelled_job_tells_the_remote_server_and_ends_revoked(claimed: tuple[Task, str]) -> None:
+    task, key = claimed
+    services.task_cancel(task=task)
+    url = f"/api/v1/tasks/{task.pk}"
+    response = _key_client(key).put(url, {"state": "STARTED"}, format="json")
+    assert response.status_code == 409
+    assert Task.objects.get(pk=task.pk).state == TaskState.REVOKED
