@@ -34,9 +34,15 @@ def worker_server_name() -> str:
 
 
 def worker_capabilities() -> list[str]:
-    """The task types whose model this machine has."""
+    """The task types this machine can run: those whose model folder it has, and those
+    whose model depends on each job's params or that need none (face swap; upscale,
+    which can always run its lanczos method)."""
     configured = settings.GENERATION["MODELS"]
-    return [name for name in TASK_TYPES if configured.get(name) and Path(configured[name]).exists()]
+
+    def has_model(name: str) -> bool:
+        return bool(configured.get(name)) and Path(configured[name]).exists()
+
+    return [spec.name for spec in TASK_TYPES.values() if spec.model_for is not None or has_model(spec.name)]
 
 
 def worker_metrics() -> dict[str, Any]:

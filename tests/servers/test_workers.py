@@ -35,7 +35,7 @@ def _submit(owner: User) -> Task:
 def _model_held() -> Iterator[None]:
     """Hold the loaded model as a running job would: jobs that start meanwhile wait for
     it in their pipeline step, STARTED, until the block ends."""
-    with pipeline_cache().use(task_type_spec("image_creation")):
+    with pipeline_cache().use(task_type_spec("image_creation"), {}):
         yield
 
 
@@ -159,6 +159,11 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
 
     settings.SERVERS = {**settings.SERVERS, "REGISTER_WORKERS": True, "HEARTBEAT_INTERVAL_SECONDS": 0.1}
     settings.BACKSERV = {**settings.BACKSERV, "NODE_NAME": "gpu-box-7"}
+    # This worker has no video model: it must not offer video jobs.
+    settings.GENERATION = {
+        **settings.GENERATION,
+        "MODELS": {**settings.GENERATION["MODELS"], "video_creation": "/nonexistent/video-model"},
+    }
     shared = settings.BACKSERV["QUEUE_NAME"]
     boot_once(broker)
     worker = dramatiq.Worker(broker, queues={shared}, worker_threads=3, worker_timeout=50)
@@ -166,7 +171,7 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
     try:
         server = Server.objects.get(name="gpu-box-7")
         assert (server.kind, server.status, server.max_concurrent) == ("worker", "online", 3)
-        assert server.capabilities == ["image_creation"]
+        assert sorted(server.capabilities) == ["face_swap", "image_creation", "image_to_image", "image_upscale"]
         assert worker.consumer_whitelist == {shared, server.queue_name}
         task = _submit(owner)
         assert task.queue_name == server.queue_name
