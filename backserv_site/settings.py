@@ -182,6 +182,7 @@ SPECTACULAR_SETTINGS = {
         "TaskStateEnum": "tasks.models.TaskState",
         "WebhookEventEnum": "tasks.models.WebhookEvent",
         "WebhookDeliveryStateEnum": "tasks.models.WebhookDelivery.State",
+        "ReportedStateEnum": "servers.remote.REPORTED_STATES",
     },
 }
 

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation import services
+from generation.api.schema import UPLOAD_EXAMPLES, UPLOAD_LIST_EXAMPLES
 from generation.api.serializers import UploadCreateSerializer, UploadSerializer
 from generation.models import Upload
 from tasks.api.schema import errors
@@ -34,7 +35,11 @@ def owned_upload(request: Request, upload_id: str) -> Upload:
 
 
 @extend_schema_view(
-    get=extend_schema(summary="List your uploads", responses={200: UploadSerializer(many=True), **errors(401)})
+    get=extend_schema(
+        summary="List your uploads",
+        responses={200: UploadSerializer(many=True), **errors(401)},
+        examples=UPLOAD_LIST_EXAMPLES,
+    )
 )
 class UploadListCreateView(generics.ListAPIView):
     serializer_class = UploadSerializer
@@ -49,6 +54,7 @@ class UploadListCreateView(generics.ListAPIView):
         description="Multipart with a `file` field. Use the returned id as an image param (`upload:<id>`).",
         request=UploadCreateSerializer,
         responses={201: UploadSerializer, **errors(400, 401)},
+        examples=UPLOAD_EXAMPLES,
     )
     def post(self, request: Request) -> Response:
         serializer = UploadCreateSerializer(data=request.data)
@@ -60,7 +66,9 @@ class UploadListCreateView(generics.ListAPIView):
 class UploadDetailView(APIView):
     serializer_class = UploadSerializer
 
-    @extend_schema(summary="Get an upload", responses={200: UploadSerializer, **errors(401, 404)})
+    @extend_schema(
+        summary="Get an upload", responses={200: UploadSerializer, **errors(401, 404)}, examples=UPLOAD_EXAMPLES
+    )
     def get(self, request: Request, upload_id: str) -> Response:
         return Response(UploadSerializer(owned_upload(request, upload_id)).data)
 

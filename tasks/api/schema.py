@@ -119,6 +119,22 @@ SUBMIT_EXAMPLE = OpenApiExample(
     },
     request_only=True,
 )
+TASK_REPORT_EXAMPLES = [
+    OpenApiExample("halfway", value={"state": "STARTED", "progress": 0.5, "attempt": 1}, request_only=True),
+    OpenApiExample(
+        "running on the server",
+        value={
+            **TASK_EXAMPLE,
+            "state": "STARTED",
+            "progress": 0.5,
+            "attempts": 1,
+            "queue_position": None,
+            "eta_seconds": None,
+            "started_at": "2026-01-01T12:00:02Z",
+        },
+        response_only=True,
+    ),
+]
 
 PREFER_HEADER = OpenApiParameter(
     "Prefer",

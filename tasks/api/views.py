@@ -28,6 +28,7 @@ from tasks.api.schema import (
     SUBMIT_EXAMPLE,
     TASK_EXAMPLES,
     TASK_LIST_EXAMPLES,
+    TASK_REPORT_EXAMPLES,
     errors,
 )
 from tasks.api.serializers import TaskSerializer, TaskSubmitSerializer
@@ -179,8 +180,10 @@ class TaskDetailView(APIView):
     @extend_schema(
         summary="Report on a job (GPU servers)",
         description="A remote GPU server's progress or outcome for a job assigned to it, with its server key.",
+        auth=[{"serverKey": []}],
         request=TaskReportSerializer,
         responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409)},
+        examples=TASK_REPORT_EXAMPLES,
     )
     def put(self, request: Request, task_id: str) -> Response:
         task = server_task(request.auth, task_id)
