@@ -1,10 +1,13 @@
 """Outbound URLs chosen by clients (webhooks, input images) must not make the server
 reach its own network: loopback, private, link-local (cloud metadata) and other
-non-global addresses are refused unless BACKSERV["ALLOW_PRIVATE_URLS"] is on.
+non-global addresses are refused unless BACKSERV["ALLOW_PRIVATE_URLS"] is on or the
+address is inside one of BACKSERV["ALLOWED_NETWORKS"].
 
-The check resolves the host and refuses it if ANY address is not public; the caller
-then connects to a checked address (`pinned_connection`), so a DNS answer that changes
-between check and connect (rebinding) cannot slip a private address in.
+A host is refused if ANY address it resolves to is refused; the caller then connects to
+a checked address (`pinned_connection`), so a DNS answer that changes between check and
+connect (rebinding) cannot slip a private address in. Built on http.client because it
+exposes the connection step and ignores proxy variables; the usual clients resolve and
+connect in one call.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 ALLOWED_SCHEMES = ("http", "https")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class UnsafeURL(ValueError):
@@ -26,6 +32,10 @@ class UnsafeURL(ValueError):
 
 class UnresolvableHost(UnsafeURL):
     """The host has no address now (a later try may succeed)."""
+
+
+class RefusedAddress(UnsafeURL):
+    """The host resolves to an address outbound requests may not reach."""
 
 
 @dataclass(frozen=True)
@@ -38,15 +48,48 @@ class CheckedTarget:
     addresses: tuple[str, ...]
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 def private_urls_allowed() -> bool:
     return bool(settings.BACKSERV["ALLOW_PRIVATE_URLS"])
+
+
+def allowed_networks() -> list[IPNetwork]:
+    try:
+        return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.BACKSERV["ALLOWED_NETWORKS"]]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {error}") from None
+
+
+def address_refusal(address: str) -> str | None:
+    """Why the server may not connect to this IP address, or None when it may.
+    ValueError when address is not an IP address."""
+    # A zone id (fe80::1%eth0) names the interface, not the address.
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if private_urls_allowed() or any(ip in network for network in allowed_networks()):
+        return None
+    # is_global alone lets multicast through.
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return f"{ip} is not a public address; only public addresses may be reached."
+    return None
+
+
+def resolve(host: str, port: int) -> tuple[str, ...]:
+    """Every address host resolves to, all of them allowed; UnresolvableHost or
+    RefusedAddress otherwise."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise UnresolvableHost(f"The host {host!r} could not be resolved: {error}.") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise UnresolvableHost(f"The host {host!r} could not be resolved.")
+    # Any refused address refuses the host: a name that also points inside is not trusted.
+    for address in addresses:
+        refusal = address_refusal(address)
+        if refusal:
+            raise RefusedAddress(f"The host {host!r} resolves to a refused address: {refusal}")
+    return addresses
 
 
 def check_url_syntax(url: str) -> tuple[str, str, int, str]:
@@ -70,31 +113,32 @@ def check_url_syntax(url: str) -> tuple[str, str, int, str]:
 
 def check_url(url: str) -> CheckedTarget:
     scheme, host, port, path = check_url_syntax(url)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise UnresolvableHost(f"The host {host!r} could not be resolved.") from None
-    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise UnresolvableHost(f"The host {host!r} could not be resolved.")
-    if not private_urls_allowed():
-        refused = [address for address in addresses if not is_public_address(address)]
-        if refused:
-            raise UnsafeURL(f"The host {host!r} resolves to a private or reserved address ({refused[0]}).")
-    return CheckedTarget(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
+    return CheckedTarget(scheme=scheme, host=host, port=port, path=path, addresses=resolve(host, port))
 
 
-def pinned_connection(target: CheckedTarget, *, timeout: float) -> http.client.HTTPConnection:
-    """An HTTP(S) connection to the target's host that connects only to its checked
-    address (TLS still verifies the host name)."""
-    connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(target.host, target.port, timeout=timeout)
-    address = target.addresses[0]
+def pinned_connection(*, scheme: str, host: str, port: int, address: str, timeout: float) -> http.client.HTTPConnection:
+    """A connection to one already-checked address; the Host header and the TLS
+    certificate check still use the host name."""
+    if scheme == "https":
+        return _PinnedHTTPSConnection(host, port, address=address, timeout=timeout)
+    return _PinnedHTTPConnection(host, port, address=address, timeout=timeout)
 
-    def connect_checked(
-        _address: tuple[str, int], timeout: float | None = None, source_address: tuple[str, int] | None = None
-    ) -> socket.socket:
-        return socket.create_connection((address, target.port), timeout, source_address)
 
-    connection._create_connection = connect_checked  # type: ignore[attr-defined]
-    return connection
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, *, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, *, address: str, timeout: float):
+        self.tls_context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls_context)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls_context.wrap_socket(raw, server_hostname=self.host)

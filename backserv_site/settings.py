@@ -239,8 +239,12 @@ BACKSERV = {
     "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
     "NODE_NAME": env_str("BACKSERV_NODE_NAME", ""),
     # Outbound URLs (webhooks, inputs) may reach private and loopback addresses only when
-    # this is on: a job must not make the server probe its own network.
+    # this is on, or inside ALLOWED_NETWORKS: a job must not make the server probe its
+    # own network.
     "ALLOW_PRIVATE_URLS": env_bool("BACKSERV_ALLOW_PRIVATE_URLS", False),
+    # Networks (CIDR) that outbound URLs may reach although they are not public, e.g. an
+    # internal image store. INPUT_ALLOWED_NETWORKS is its older name, still read.
+    "ALLOWED_NETWORKS": env_list("OUTBOUND_ALLOWED_NETWORKS", env_list("INPUT_ALLOWED_NETWORKS", [])),
     # Sync submits (`"sync": true` or `Prefer: wait=N`): the default and the most seconds.
     "WAIT_DEFAULT_SECONDS": env_int("BACKSERV_WAIT_DEFAULT_SECONDS", 60),
     "WAIT_MAX_SECONDS": env_int("BACKSERV_WAIT_MAX_SECONDS", 300),
@@ -317,9 +321,6 @@ GENERATION = {
     "INPUT_MAX_PIXELS": env_int("INPUT_MAX_PIXELS", 4096 * 4096),
     "INPUT_FETCH_TIMEOUT_SECONDS": env_float("INPUT_FETCH_TIMEOUT_SECONDS", 15.0),
     "INPUT_MAX_REDIRECTS": env_int("INPUT_MAX_REDIRECTS", 3),
-    # Networks (CIDR) that URLs may reach although they are not public, e.g. an
-    # internal image store. Loopback, private and link-local addresses are refused otherwise.
-    "INPUT_ALLOWED_NETWORKS": env_list("INPUT_ALLOWED_NETWORKS", []),
 }
 
 # No code path may fetch weights from a hub at run time; models are local directories.

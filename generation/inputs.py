@@ -23,7 +23,8 @@ from django.core.files.storage import default_storage
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rest_framework import serializers
 
-from generation.fetch import INPUT_TOO_LARGE, address_refusal, fetch_url
+from backserv_site.netsafety import address_refusal
+from generation.fetch import INPUT_TOO_LARGE, fetch_url
 from generation.models import Upload
 from generation.pipelines.base import PipelineInputError
 from tasks.models import TERMINAL_STATES, Task, TaskState

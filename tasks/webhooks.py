@@ -190,7 +190,13 @@ def _attempt(delivery: WebhookDelivery, secret: str) -> tuple[int | None, str, b
         return None, str(error), True, elapsed()
     except netsafety.UnsafeURL as error:
         return None, f"refused: {error}", False, elapsed()
-    connection = netsafety.pinned_connection(target, timeout=_config("WEBHOOK_TIMEOUT_SECONDS"))
+    connection = netsafety.pinned_connection(
+        scheme=target.scheme,
+        host=target.host,
+        port=target.port,
+        address=target.addresses[0],
+        timeout=_config("WEBHOOK_TIMEOUT_SECONDS"),
+    )
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()

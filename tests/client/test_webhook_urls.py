@@ -1,4 +1,5 @@
-"""Webhook URLs obey the private-address rules of every client-chosen URL."""
+"""Webhook URLs obey the private-address rules of every client-chosen URL (the rule
+itself is tested with the input URLs in tests/generation/test_inputs.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from rest_framework.test import APIClient
 
 from backserv_site import netsafety
 from tasks.models import Task
+from tasks.webhooks import webhook_deliver, webhook_delivery_create
+from tests.client.conftest import Receiver
 
 
 @pytest.mark.parametrize(
@@ -70,18 +73,41 @@ def test_a_setting_allows_loopback_for_tests(
     assert response.json()["webhook"] == "http://127.0.0.1:9/hook"
 
 
-@pytest.mark.parametrize(
-    ("address", "public"),
-    [
-        ("8.8.8.8", True),
-        ("2606:4700::1111", True),
-        ("192.168.1.1", False),
-        ("::ffff:10.0.0.1", False),
-        ("0.0.0.0", False),
-    ],
-)
-def test_is_public_address(address: str, public: bool) -> None:
-    assert netsafety.is_public_address(address) is public
+def test_an_allowed_network_lets_a_webhook_through(
+    db: None, client: APIClient, settings: Any, receiver: Receiver, job_body: Callable[..., dict]
+) -> None:
+    refused = client.post("/api/v1/tasks", job_body(webhook=receiver.url), format="json")
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": ["127.0.0.0/8"]}
+    elsewhere = client.post("/api/v1/tasks", job_body(webhook="http://10.1.2.3/hook"), format="json")
+    response = client.post("/api/v1/tasks", job_body(webhook=receiver.url), format="json")
+    assert response.status_code == 202, response.content
+    delivery = webhook_delivery_create(task_id=response.json()["task_id"], event="completed")
+    assert delivery is not None
+
+    webhook_deliver(delivery_id=delivery.pk)
+
+    assert refused.status_code == 400
+    assert elsewhere.status_code == 400
+    delivery.refresh_from_db()
+    assert delivery.state == "delivered", [a.error for a in delivery.attempt_log.all()]
+    assert len(receiver.wait_for(1)) == 1
+
+
+def test_a_webhook_refused_when_sent_is_not_retried(
+    db: None, client: APIClient, settings: Any, receiver: Receiver, job_body: Callable[..., dict]
+) -> None:
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": ["127.0.0.0/8"]}
+    response = client.post("/api/v1/tasks", job_body(webhook=receiver.url), format="json")
+    delivery = webhook_delivery_create(task_id=response.json()["task_id"], event="completed")
+    assert delivery is not None
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": []}
+
+    webhook_deliver(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.state == "failed"
+    assert delivery.attempt_log.get().error.startswith("refused: ")
+    assert receiver.received == []
 
 
 def test_check_url_keeps_the_path_and_query(settings: Any) -> None:

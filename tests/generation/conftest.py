@@ -86,7 +86,7 @@ def image_server() -> Iterator[ImageServer]:
 @pytest.fixture
 def allow_loopback(settings: Any) -> None:
     """The test server lives on loopback, which inputs may not reach unless allowed."""
-    settings.GENERATION = {**settings.GENERATION, "INPUT_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"]}
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"]}
 
 
 @pytest.fixture

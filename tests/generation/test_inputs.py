@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
-from generation.fetch import address_refusal
+from backserv_site.netsafety import address_refusal
 from tasks.models import Task, TaskState
 from tests.generation.conftest import ImageServer, output_image, png_bytes
 
@@ -38,20 +38,23 @@ def upscale(image: str) -> dict[str, Any]:
         "fe80::1",
         "fc00::1",
         "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "fe80::1%eth0",
     ],
 )
 def test_it_refuses_addresses_that_are_not_public(address: str) -> None:
     assert address_refusal(address) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "2606:4700::1111"])
 def test_it_lets_public_addresses_through(address: str) -> None:
     assert address_refusal(address) is None
 
 
 def test_the_allow_list_opens_a_network(settings: Any) -> None:
-    settings.GENERATION = {**settings.GENERATION, "INPUT_ALLOWED_NETWORKS": ["10.0.0.0/8"]}
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": ["10.0.0.0/8"]}
     assert address_refusal("10.1.2.3") is None
+    assert address_refusal("::ffff:10.1.2.3") is None
     assert address_refusal("192.168.1.1") is not None
 
 
@@ -62,6 +65,17 @@ def test_it_fetches_an_image_url_from_an_allowed_network(
     task = run_job("image_upscale", upscale(url))
     assert task.state == TaskState.SUCCESS, task.error_message
     assert output_image(task).size == (48, 32)
+    assert image_server.requests == ["/cat.png"]
+
+
+def test_allowing_private_urls_lets_an_input_url_through(
+    image_server: ImageServer, run_job: RunJob, settings: Any
+) -> None:
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOW_PRIVATE_URLS": True}
+    assert settings.BACKSERV["ALLOWED_NETWORKS"] == []
+    url = image_server.serve("/cat.png", png_bytes(24, 16), **{"Content-Type": "image/png"})
+    task = run_job("image_upscale", upscale(url))
+    assert task.state == TaskState.SUCCESS, task.error_message
     assert image_server.requests == ["/cat.png"]
 
 
@@ -111,7 +125,7 @@ def test_it_refuses_a_redirect_to_a_private_address(
     image_server: ImageServer, run_job: RunJob, settings: Any, private_url: str
 ) -> None:
     # Only the test server's own address is allowed, not the networks it redirects to.
-    settings.GENERATION = {**settings.GENERATION, "INPUT_ALLOWED_NETWORKS": ["127.0.0.1/32"]}
+    settings.BACKSERV = {**settings.BACKSERV, "ALLOWED_NETWORKS": ["127.0.0.1/32"]}
     task = run_job("image_upscale", upscale(image_server.serve("/hop", b"", status=302, Location=private_url)))
     assert (task.state, task.error_code) == (TaskState.FAILURE, "INPUT_ADDRESS_REFUSED")
 
