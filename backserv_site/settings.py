@@ -262,6 +262,11 @@ BACKSERV = {
     "WEBHOOK_FIRST_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_FIRST_RETRY_SECONDS", 5.0),
     "WEBHOOK_MAX_RETRY_SECONDS": env_float("BACKSERV_WEBHOOK_MAX_RETRY_SECONDS", 1800.0),
     "WEBHOOK_RETRY_WINDOW_SECONDS": env_float("BACKSERV_WEBHOOK_RETRY_WINDOW_SECONDS", 3 * 3600.0),
+    # Back.Serv's /cancel_task waits this long for a running job to stop, so it can
+    # answer "Cancelled" rather than "cancellation requested".
+    "CANCEL_WAIT_SECONDS": env_float("BACKSERV_CANCEL_WAIT_SECONDS", 5.0),
+    # The studio's generate routes answer when the job is done: at most this long.
+    "STUDIO_SYNC_TIMEOUT": env_float("STUDIO_SYNC_TIMEOUT", 120.0),
 }
 
 SERVERS = {

@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("generation.api.urls")),
     path("api/v1/", include("servers.api.urls")),
+    # The other API documents' own routes (shared/seeds 000 and 003).
+    path("", include("tasks.compat.urls")),
 ]
 
 if settings.MEDIA_URL.startswith("/"):

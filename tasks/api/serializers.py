@@ -7,18 +7,21 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
 from tasks.selectors import task_eta_seconds, task_queue_position
 
 
 class TaskSubmitSerializer(serializers.Serializer):
     """A submit in Back.Serv's own names (task_type, params) or the names of the
-    documents it serves: task_name/kwargs (task-manager) and task_params (Back.Serv 000)."""
+    documents it serves: task_name/args/kwargs (task-manager 002) and task_params
+    (Back.Serv 000)."""
 
     task_type = serializers.CharField(required=False, max_length=50)
     task_name = serializers.CharField(required=False, max_length=50)
     params = serializers.JSONField(required=False)
     kwargs = serializers.JSONField(required=False)
+    args = serializers.ListField(child=serializers.JSONField(), required=False, max_length=10)
     task_params = serializers.JSONField(required=False)
     priority = serializers.IntegerField(required=False, min_value=0, max_value=10, default=5)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
@@ -48,9 +51,15 @@ class TaskSubmitSerializer(serializers.Serializer):
         given = [key for key in ("params", "kwargs", "task_params") if key in attrs]
         if len(given) > 1:
             raise serializers.ValidationError({given[1]: [f"Send the params once; {given[0]} is already given."]})
+        params = attrs[given[0]] if given else {}
+        task_type = names[0]
+        if "task_name" in attrs or attrs.get("args"):
+            if not isinstance(params, dict):
+                raise serializers.ValidationError({given[0]: ["Must be a JSON object."]})
+            task_type, params = resolve_task_name(name=task_type, args=attrs.get("args", []), params=params)
         return {
-            "task_type": names[0],
-            "params": attrs[given[0]] if given else {},
+            "task_type": task_type,
+            "params": params,
             "priority": attrs["priority"],
             "user_label": attrs["user_id"],
             "webhook": attrs["webhook"],
@@ -72,6 +81,9 @@ class TaskSerializer(serializers.ModelSerializer):
         help_text="While PENDING: estimated seconds until it finishes, from recent runs of its type."
     )
     server_id = serializers.UUIDField(read_only=True, allow_null=True)
+    # The task-manager document's fan-out jobs; a Back.Serv job runs as one unit on one
+    # worker, so it never has any.
+    subtasks = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -97,6 +109,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "submitted_at",
             "started_at",
             "completed_at",
+            "subtasks",
         ]
         read_only_fields = fields
 
@@ -129,6 +142,10 @@ class TaskSerializer(serializers.ModelSerializer):
         if "url" in result:
             result["url"] = absolute_url(result["url"], request)
         return result
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_subtasks(self, task: Task) -> list[Any]:
+        return []
 
     @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
     def get_error(self, task: Task) -> dict[str, str] | None:
