@@ -49,7 +49,7 @@ def backserv_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     if response is None:
         return None
     body = response.data
-    response.data = {"error": body["code"], "message": body["detail"]}
+    response.data = {"error": str(body.get("code", "error")), "message": str(body.get("detail", ""))}
     if body.get("fields"):
         response.data["fields"] = body["fields"]
     if response.status_code == status.HTTP_409_CONFLICT:

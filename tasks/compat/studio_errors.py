@@ -52,8 +52,8 @@ def studio_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
     fields = body.get("fields") or {}
     response.data = {
         "success": False,
-        "error": body["detail"],
-        "code": studio_code(str(body["code"]), response.status_code, fields),
+        "error": str(body.get("detail", "")),
+        "code": studio_code(str(body.get("code", "error")), response.status_code, fields),
     }
     if fields:
         response.data["details"] = fields
