@@ -44,7 +44,10 @@ def _generate(client: APIClient, body: dict[str, Any] | None = None) -> dict[str
 
 
 @pytest.mark.slow  # 512x512, 25 steps as written: about a minute on CPU
-def test_text_to_image_replays_the_documented_example(client: APIClient, worker: InProcessWorker) -> None:
+def test_text_to_image_replays_the_documented_example(
+    client: APIClient, worker: InProcessWorker, settings: Any
+) -> None:
+    settings.BACKSERV = {**settings.BACKSERV, "STUDIO_SYNC_TIMEOUT": 600.0}
     response = client.post(T2I, EXAMPLE, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
