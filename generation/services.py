@@ -84,6 +84,7 @@ def generation_defaults_update(
     given = {"width": width, "height": height, "steps": steps, "cfg_scale": cfg_scale}
     wanted = {**generation_defaults_effective(user=user), **{k: v for k, v in given.items() if v is not None}}
     specs.validate_params(
+        owner=user,
         task_type="image_creation",
         params={
             "prompt": "defaults",

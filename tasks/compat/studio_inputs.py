@@ -1,9 +1,10 @@
 """The studio's seedImage / imagePath: which of the caller's own outputs it names.
 
-Only the caller's finished jobs can be named (by history id, `task:<uuid>`, or the
-filePath or url the studio API returned); the answer is a `task:<uuid>` reference for
-the job's params. No path is ever opened: a path that does not name one of the
-caller's outputs, `../../etc/passwd` included, is refused before anything is read.
+Only the caller's finished jobs (by history id, `task:<uuid>`, or the filePath or url
+the studio API returned) and uploads (`upload:<uuid>`) can be named; the answer is a
+`task:<uuid>` or `upload:<uuid>` reference for the job's params. No path is ever
+opened: a path that does not name one of the caller's outputs, `../../etc/passwd`
+included, is refused before anything is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from accounts.models import User
-from generation.models import StudioGeneration
+from generation.models import StudioGeneration, Upload
 from tasks.compat.studio_errors import StudioError
 from tasks.models import Task, TaskState
 
@@ -23,7 +24,7 @@ _OUTPUT = re.compile(r"(?:^|/)(outputs/([0-9a-fA-F-]{36})/[^/]+)$")
 
 
 def _refused(field: str) -> StudioError:
-    message = f"{field} must name one of your generations: its id, filePath or url, or task:<id>."
+    message = f"{field} must name one of your generations (its id, filePath or url, or task:<id>) or upload:<id>."
     return StudioError(message, code="INVALID_PARAMETERS", fields={field: [message]})
 
 
@@ -40,6 +41,16 @@ def _owned_task(owner: User, task_id: str, field: str) -> Task:
     if task is None:
         raise _not_found(field)
     return task
+
+
+def _owned_upload(owner: User, upload_id: str, field: str) -> str:
+    try:
+        pk = uuid.UUID(upload_id)
+    except ValueError:
+        raise _refused(field) from None
+    if not Upload.objects.filter(owner=owner, pk=pk).exists():
+        raise _not_found(field)
+    return f"upload:{pk}"
 
 
 def _task_of_output(owner: User, value: str, field: str) -> Task:
@@ -65,7 +76,8 @@ def _task_of_output(owner: User, value: str, field: str) -> Task:
 
 
 def studio_input_reference(*, owner: User, value: Any, field: str) -> str:
-    """`task:<uuid>` for the caller's finished job that `value` names."""
+    """`task:<uuid>` for the caller's finished job that `value` names, or the
+    caller's `upload:<uuid>`."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise _refused(field)
     text = str(value).strip()
@@ -74,6 +86,8 @@ def studio_input_reference(*, owner: User, value: Any, field: str) -> str:
         if generation is None:
             raise _not_found(field)
         task = generation.task
+    elif text.startswith("upload:"):
+        return _owned_upload(owner, text.removeprefix("upload:"), field)
     elif text.startswith("task:"):
         task = _owned_task(owner, text.removeprefix("task:"), field)
     else:

@@ -4,6 +4,7 @@ feed (/ws/generation) comes with issue 7."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rest_framework.test import APIClient
 from generation.specs import TASK_TYPES
 from tasks.models import Task, TaskState
 from tests.conftest import InProcessWorker
+from tests.generation.conftest import png_bytes
 
 T2I = "/api/generate/text-to-image"
 # The document's request example, word for word, and its curl example.
@@ -130,6 +132,22 @@ def test_another_users_image_is_not_found(client: APIClient, other_client: APICl
         body = {"seedImage": reference, "prompt": "a"}
         _error(other_client.post("/api/generate/image-to-image", body, format="json"), 404, "NOT_FOUND")
         _error(other_client.post("/api/generate/upscale", {"imagePath": reference}, format="json"), 404, "NOT_FOUND")
+
+
+def _upload(client: APIClient) -> str:
+    response = client.post("/api/v1/uploads", {"file": io.BytesIO(png_bytes(64, 64))}, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()["reference"]
+
+
+def test_an_own_upload_can_be_upscaled_and_another_users_is_not_found(
+    client: APIClient, other_client: APIClient, worker: InProcessWorker
+) -> None:
+    reference = _upload(client)
+    _error(other_client.post("/api/generate/upscale", {"imagePath": reference}, format="json"), 404, "NOT_FOUND")
+    response = client.post("/api/generate/upscale", {"imagePath": reference, "scale": 2}, format="json")
+    assert response.status_code == 200, response.content
+    assert client.get(response.json()["data"]["url"]).status_code == 200
 
 
 @pytest.mark.parametrize(
