@@ -58,6 +58,9 @@ def backserv_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
 
 
 class BackServView(APIView):
+    # Described by its own document (shared/seeds), not by Back.Serv's OpenAPI schema.
+    schema = None
+
     def get_exception_handler(self) -> Any:
         return backserv_exception_handler
 

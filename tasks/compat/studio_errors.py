@@ -61,5 +61,8 @@ def studio_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
 
 
 class StudioView(APIView):
+    # Described by its own document (shared/seeds), not by Back.Serv's OpenAPI schema.
+    schema = None
+
     def get_exception_handler(self) -> Any:
         return studio_exception_handler
