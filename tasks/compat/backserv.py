@@ -89,7 +89,9 @@ class SubmitTaskView(BackServView):
             )
         except InvalidInput as error:
             raise invalid_input_renamed(error, _as_task_params) from None
-        body = {"ticket_id": str(task.pk), "serv_name": node_name(), "status": STATUS_NAMES[task.state]}
+        # The server it was routed to; this node while it waits for one (or runs here).
+        serv_name = task.server.name if task.server_id else node_name()
+        body = {"ticket_id": str(task.pk), "serv_name": serv_name, "status": STATUS_NAMES[task.state]}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

@@ -11,6 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from generation.specs import TASK_TYPES
+from servers.services import server_register_worker
 from tasks import services
 from tasks.compat.backserv import STATUS_NAMES
 from tasks.management.commands.serve import Command as ServeCommand
@@ -48,6 +49,13 @@ def test_submit_replays_the_documented_example(client: APIClient, settings: Any)
     task = Task.objects.get(pk=uuid.UUID(body["ticket_id"]))
     assert task.owner == client.user and task.user_label == "user123"
     assert task.params["prompt"] == "a beautiful sunset"
+
+
+def test_serv_name_is_the_server_the_job_was_routed_to(client: APIClient) -> None:
+    server = server_register_worker(name="gpu-box-7", capabilities=["image_creation"], max_concurrent=1)
+    ticket = _submit(client).json()
+    assert ticket["serv_name"] == "gpu-box-7"
+    assert Task.objects.get(pk=ticket["ticket_id"]).server == server
 
 
 def test_serv_name_is_the_host_name_when_no_node_name_is_set(client: APIClient, settings: Any) -> None:
