@@ -122,7 +122,7 @@ class InProcessWorker:
             forget_worker(self.broker, self.worker)
             self.worker = None
 
-    def drain(self, timeout: float = 60) -> None:
+    def drain(self, timeout: float = 180) -> None:
         """Wait until every message sent so far (and those they send) is handled."""
         self.broker.join(self.queue_name, timeout=int(timeout * 1000), fail_fast=True)
         assert self.worker is not None
