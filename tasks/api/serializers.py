@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from backserv_site.media import media_url
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
 from tasks.selectors import task_eta_seconds, task_queue_position
 
@@ -122,12 +123,17 @@ class TaskSerializer(serializers.ModelSerializer):
             return None
         request: Request | None = self.context.get("request")
         result = dict(task.result)
-        outputs = [{**item, "url": absolute_url(item.get("url"), request)} for item in result.get("outputs", [])]
-        for item in outputs:
-            item.pop("path", None)
+        # Download links are made at read time from the storage path: signed and
+        # expiring (see backserv_site.media), so the URL stored at finish is not used.
+        outputs = []
+        for item in result.get("outputs", []):
+            output = dict(item)
+            path = output.pop("path", None)
+            url = media_url(path) if path else output.get("url")
+            outputs.append({**output, "url": absolute_url(url, request)})
         result["outputs"] = outputs
         if "url" in result:
-            result["url"] = absolute_url(result["url"], request)
+            result["url"] = outputs[0]["url"] if outputs else absolute_url(result["url"], request)
         return result
 
     @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
