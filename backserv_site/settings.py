@@ -144,8 +144,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
-# Only when present: a checkout without project assets must still pass `check --deploy`.
-STATICFILES_DIRS = [directory for directory in [BASE_DIR / "static"] if directory.is_dir()]
+STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env_str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Job outputs and uploads are served by backserv_site.media only under a signed URL
