@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from accounts.models import ApiToken, Scope
+from accounts.models import ApiToken, Scope, User
 
 if TYPE_CHECKING:
     # Imported lazily: DRF imports the permission and throttle classes while
@@ -27,17 +27,21 @@ if TYPE_CHECKING:
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def request_scopes(request: Request) -> frozenset[str]:
-    """The scopes the request carries; admin only ever for a staff user, so a user who
+def token_scopes(user: User, token: ApiToken | None) -> frozenset[str]:
+    """The scopes a user carries with a token (None: a browser session, which carries
+    every scope its account allows). Admin only ever for a staff user, so a user who
     lost staff status loses it with every token at once."""
-    user = request.user
-    if not (user and user.is_authenticated):
-        return frozenset()
-    # A session (no token) is the person at the browser: every scope their account allows.
-    scopes = set(request.auth.scopes) if isinstance(request.auth, ApiToken) else set(Scope.values)
+    scopes = set(token.scopes) if token is not None else set(Scope.values)
     if not user.is_staff:
         scopes.discard(Scope.ADMIN)
     return frozenset(scopes)
+
+
+def request_scopes(request: Request) -> frozenset[str]:
+    user = request.user
+    if not (user and user.is_authenticated):
+        return frozenset()
+    return token_scopes(user, request.auth if isinstance(request.auth, ApiToken) else None)
 
 
 def has_admin_access(request: Request) -> bool:

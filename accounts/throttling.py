@@ -7,7 +7,8 @@ in local memory (embedded mode): concurrent requests are counted exactly.
 
 Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]: `user` for every request,
 plus the scope a view names in `throttle_scope` (optionally only for the methods in
-`throttle_methods`), e.g. `task_create` for submits or `server_registration`.
+`throttle_methods`), e.g. `task_create` for submits or `server_registration`; a view's
+`throttle_cost(request)` says how many requests one counts as (a batch of N jobs: N).
 The limit nearest to running out is reported in X-RateLimit-* headers by
 rate_limit_headers_middleware.
 """
@@ -42,6 +43,7 @@ class RateLimit(NamedTuple):
 
 class FixedWindowRateThrottle(SimpleRateThrottle):
     reset_at: float = 0.0
+    cost = 1  # how many of the window's requests this one uses
 
     def get_rate(self) -> str | None:
         # Read the rates now: DRF's class attribute is frozen at import and would
@@ -67,11 +69,11 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
         window_key = f"{key}:{window_start}"
         self.cache.add(window_key, 0, timeout=self.duration + 5)
         try:
-            count = self.cache.incr(window_key)
+            count = self.cache.incr(window_key, self.cost)
         except ValueError:
             # The counter expired between add() and incr(): this is a fresh window.
-            self.cache.add(window_key, 1, timeout=self.duration + 5)
-            count = 1
+            self.cache.add(window_key, self.cost, timeout=self.duration + 5)
+            count = self.cost
         limits = getattr(request._request, _REQUEST_ATTRIBUTE, [])
         limits.append(RateLimit(self.num_requests, max(0, self.num_requests - count), int(self.reset_at)))
         setattr(request._request, _REQUEST_ATTRIBUTE, limits)
@@ -101,7 +103,15 @@ class ViewScopedRateThrottle(FixedWindowRateThrottle):
             return True
         self.scope = scope
         self.rate = self.get_rate()
+        if self.rate is None:
+            return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
+        # A batch of N jobs uses N of the job-creation limit, not one; at most a whole
+        # window's, so a batch larger than the limit waits for a fresh window instead
+        # of never passing.
+        cost_of = getattr(view, "throttle_cost", None)
+        wanted = cost_of(request) if cost_of is not None else 1
+        self.cost = min(max(1, wanted), self.num_requests)
         return super().allow_request(request, view)
 
 

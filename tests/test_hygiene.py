@@ -117,3 +117,15 @@ def test_a_malformed_broker_url_is_refused_without_echoing_its_password() -> Non
     result = _manage("check", env={**PRODUCTION_ENV, "BROKER_URL": "kafka://user:hunter2@broker:9092"})
     assert result.returncode != 0
     assert "BROKER_URL must be" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_credentials_in_query_strings_stay_out_of_access_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    path = "/api/v1/tasks/3f1c/events?token=bs_3f9a0c1d_SeCrEt-value&last_event_id=4"
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    download = "/media/outputs/3f1c/1-0.png?expires=1800000000&signature=SiGnAtUrE"
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", download, "1.1", 200)
+
+    logged = caplog.text
+    assert "SeCrEt-value" not in logged and "SiGnAtUrE" not in logged
+    assert "token=[redacted]&last_event_id=4" in logged and "expires=1800000000" in logged

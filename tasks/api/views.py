@@ -131,7 +131,7 @@ class TaskListCreateView(generics.ListAPIView):
         responses={
             202: OpenApiResponse(TaskSerializer, description="Queued (or still running after the wait)."),
             200: OpenApiResponse(TaskSerializer, description="Finished within the wait, or an idempotent replay."),
-            **errors(400, 401, 409),
+            **errors(400, 401, 403, 409, 429),
         },
     )
     def post(self, request: Request) -> Response:

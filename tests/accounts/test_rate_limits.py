@@ -99,6 +99,25 @@ def test_job_creation_has_its_own_lower_limit(rates: Any, client: APIClient) -> 
     assert reading.status_code == 200 and reading["X-RateLimit-Limit"] == "100"
 
 
+def test_a_batch_uses_one_job_creation_per_job(rates: Any, client: APIClient) -> None:
+    rates(task_create="5/min")
+    batch = {"tasks": [SUBMIT, SUBMIT, SUBMIT]}
+    first = client.post("/api/v1/tasks/batch", batch, format="json")
+    assert first.status_code == 200 and first.json()["accepted"] == 3
+    assert first["X-RateLimit-Limit"] == "5" and first["X-RateLimit-Remaining"] == "2"
+    second = client.post("/api/v1/tasks/batch", batch, format="json")
+    assert second.status_code == 429 and second.json()["code"] == "rate_limited"
+
+
+def test_a_batch_larger_than_the_limit_takes_a_whole_window(rates: Any, client: APIClient) -> None:
+    rates(task_create="3/min")
+    batch = {"tasks": [SUBMIT] * 5}
+    first = client.post("/api/v1/tasks/batch", batch, format="json")
+    assert first.status_code == 200 and first.json()["accepted"] == 5
+    assert first["X-RateLimit-Remaining"] == "0"
+    assert client.post("/api/v1/tasks", SUBMIT, format="json").status_code == 429
+
+
 @pytest.mark.urls("tests.probe_urls")
 def test_a_view_can_take_the_server_registration_limit(rates: Any, staff_client: APIClient) -> None:
     rates()

@@ -105,3 +105,13 @@ def test_racing_submits_never_pass_the_quota(quota: Any, owner: User) -> None:
         thread.join(timeout=60)
     assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 5
     assert Task.objects.filter(owner=owner).count() == 3
+
+
+def test_a_batch_past_the_quota_refuses_only_the_jobs_beyond_it(quota: Any, client: APIClient) -> None:
+    quota(2)
+    response = client.post("/api/v1/tasks/batch", {"tasks": [SUBMIT, SUBMIT, SUBMIT]}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["results"][2]["status"] == 429
+    assert body["results"][2]["error"]["code"] == "QUOTA_EXCEEDED"
