@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts"
+
+    def ready(self) -> None:
+        from accounts.logging import install_access_log_redaction
+
+        # On the logger objects themselves: uvicorn configures its own handlers before
+        # or after Django starts, and logger filters survive either order.
+        install_access_log_redaction()

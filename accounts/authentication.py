@@ -2,26 +2,52 @@ from __future__ import annotations
 
 import hmac
 
+from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts.models import ApiToken, User
-from accounts.services import split_token, token_hash
+from accounts.services import api_token_touch, split_token, token_hash
 
 _KEYWORDS = (b"bearer", b"token")
 
 
-def token_owner(raw: str) -> tuple[User, ApiToken] | None:
-    """The active user a raw token string belongs to, or None."""
+class TokenRefused(Exception):
+    """Why a raw token string does not authenticate; the message never repeats it."""
+
+    def __init__(self, message: str, code: str = "authentication_failed"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def token_verify(raw: str) -> tuple[User, ApiToken]:
+    """The active user and live token a raw token string belongs to (recording the
+    use), or TokenRefused: unknown, wrong secret, revoked, expired, inactive user."""
     lookup = split_token(raw)
     if lookup is None:
-        return None
+        raise TokenRefused("Invalid token.")
     token = ApiToken.objects.select_related("user").filter(prefix=lookup).first()
     # Compare even when no row matched so the timing does not tell prefixes apart.
     expected = token.key_hash if token else token_hash("")
-    if not hmac.compare_digest(expected, token_hash(raw)) or token is None or not token.user.is_active:
-        return None
+    if not hmac.compare_digest(expected, token_hash(raw)) or token is None:
+        raise TokenRefused("Invalid token.")
+    if token.revoked_at is not None:
+        raise TokenRefused("Token revoked.", "token_revoked")
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        raise TokenRefused("Token expired.", "token_expired")
+    if not token.user.is_active:
+        raise TokenRefused("User inactive or deleted.")
+    api_token_touch(token=token)
     return token.user, token
+
+
+def token_owner(raw: str) -> tuple[User, ApiToken] | None:
+    """The active user a raw token string belongs to, or None."""
+    try:
+        return token_verify(raw)
+    except TokenRefused:
+        return None
 
 
 def token_from_authorization(header: bytes) -> str | None:
@@ -35,8 +61,16 @@ def token_from_authorization(header: bytes) -> str | None:
         return None
 
 
+def _authenticate(raw: str) -> tuple[User, ApiToken]:
+    try:
+        return token_verify(raw)
+    except TokenRefused as refused:
+        raise exceptions.AuthenticationFailed(refused.message, code=refused.code) from None
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <token>` (or `Token <token>`) with a Back.Serv API token."""
+    """`Authorization: Bearer <token>` (or `Token <token>`) with a Back.Serv API token.
+    The error messages never repeat the token."""
 
     def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
         header = authentication.get_authorization_header(request).split()
@@ -48,10 +82,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        found = token_owner(raw)
-        if found is None:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        return found
+        return _authenticate(raw)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
@@ -65,7 +96,4 @@ class QueryTokenAuthentication(ApiTokenAuthentication):
         raw = request.query_params.get("token")
         if raw is None:
             return None
-        found = token_owner(raw)
-        if found is None:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        return found
+        return _authenticate(raw)

@@ -1,17 +1,30 @@
+"""Every write to users and API tokens."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import ApiToken, User
+from accounts.models import DEFAULT_SCOPES, ApiToken, Scope, User
+from tasks.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "bs_"
 _PREFIX_LENGTH = 8
+# last_used_at is a hint for people auditing tokens, not a log: one write a minute
+# per token at most, however busy the client.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -35,12 +48,65 @@ def split_token(raw: str) -> str | None:
     return lookup
 
 
+def scopes_clean(*, user: User, scopes: Iterable[str]) -> list[str]:
+    """The scopes as stored (known names, no repeats, in a fixed order), or InvalidInput
+    naming the field `scopes`."""
+    wanted = {str(scope).strip() for scope in scopes}
+    unknown = sorted(wanted - set(Scope.values))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope {unknown[0]!r}; choose from {', '.join(Scope.values)}.",
+            fields={"scopes": [f"Unknown scope {unknown[0]!r}."]},
+        )
+    if not wanted:
+        raise InvalidInput("A token needs at least one scope.", fields={"scopes": ["Give at least one scope."]})
+    if Scope.ADMIN in wanted and not user.is_staff:
+        message = "Only staff users can hold the admin scope."
+        raise InvalidInput(message, fields={"scopes": [message]})
+    return [scope for scope in Scope.values if scope in wanted]
+
+
 @transaction.atomic
-def api_token_create(*, user: User, name: str = "") -> IssuedToken:
+def api_token_create(
+    *,
+    user: User,
+    name: str = "",
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    clean_scopes = scopes_clean(user=user, scopes=scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
     lookup = secrets.token_hex(_PREFIX_LENGTH // 2)
     secret = f"{TOKEN_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
-    token = ApiToken.objects.create(user=user, name=name, prefix=lookup, key_hash=token_hash(secret))
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=lookup,
+        key_hash=token_hash(secret),
+        scopes=clean_scopes,
+        expires_at=expires_at,
+    )
+    logger.info("api token %s created for user %s with scopes %s", lookup, user.pk, ",".join(clean_scopes))
     return IssuedToken(token=token, secret=secret)
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Idempotent: revoking a revoked token keeps its first revocation time."""
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db()
+    logger.info("api token %s revoked", token.prefix)
+    return token
+
+
+def api_token_touch(*, token: ApiToken) -> None:
+    """Record a use. The conditional UPDATE makes concurrent requests write once."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    if ApiToken.objects.filter(stale, pk=token.pk).update(last_used_at=now):
+        token.last_used_at = now
 
 
 @transaction.atomic

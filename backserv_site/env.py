@@ -7,6 +7,7 @@ deployment fails at start instead of silently falling back to a default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,6 +57,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as "100/min"; an empty value turns the limit off."""
+    raw = os.environ.get(name, default).strip()
+    if raw == "":
+        return None
+    if not _RATE.match(raw):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 100/min (or empty for no limit), got {raw!r}")
+    return raw
 
 
 def env_secret(name: str) -> str:

@@ -18,6 +18,7 @@ from backserv_site.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_secret,
     env_str,
     local_secret_key,
@@ -66,6 +67,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "accounts.throttling.rate_limit_headers_middleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -145,6 +147,9 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env_str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Job outputs and uploads are served by backserv_site.media only under a signed URL
+# that the owner's API responses carry; it stops working after this many seconds.
+MEDIA_URL_MAX_AGE_SECONDS = env_int("MEDIA_URL_MAX_AGE_SECONDS", 3600)
 # Files users download: absolute URLs in job results use this base when set (a CDN or
 # the public host name); otherwise the host of the request that reads the job.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
@@ -156,7 +161,18 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Authenticated, and the token carries the scope the method (or a staff-only view) needs.
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttling.UserRateThrottle",
+        "accounts.throttling.ViewScopedRateThrottle",
+    ],
+    # Per user (whichever token); "" turns a limit off. Counted in the cache below.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("RATE_LIMIT_DEFAULT", "100/min"),
+        "task_create": env_rate("RATE_LIMIT_TASK_CREATE", "50/min"),
+        "server_registration": env_rate("RATE_LIMIT_SERVER_REGISTRATION", "10/min"),
+    },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -185,6 +201,19 @@ SPECTACULAR_SETTINGS = {
         "ReportedStateEnum": "servers.remote.REPORTED_STATES",
     },
 }
+
+# Cache (rate-limit counters) -------------------------------------------------------
+
+# Redis when given, so limits hold across processes and machines; local memory in
+# embedded mode, where one process serves everything.
+CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL")
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        # Not echoed: the URL may hold a password.
+        raise ImproperlyConfigured("CACHE_URL/REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "backserv"}}
 
 # Dramatiq -------------------------------------------------------------------------
 
@@ -215,7 +244,9 @@ def dramatiq_broker_settings(url: str) -> dict:
     elif url == "":
         broker, options = "dramatiq.brokers.stub.StubBroker", {}
     else:
-        raise ImproperlyConfigured(f"BROKER_URL must start with redis://, rediss://, amqp:// or amqps://, got {url!r}")
+        # Only the scheme is echoed: the URL may hold a password.
+        scheme = url.partition(":")[0]
+        raise ImproperlyConfigured(f"BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL, got {scheme}:")
     return {"BROKER": broker, "OPTIONS": options, "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE}
 
 
@@ -267,6 +298,9 @@ BACKSERV = {
     "CANCEL_WAIT_SECONDS": env_float("BACKSERV_CANCEL_WAIT_SECONDS", 5.0),
     # The studio's generate routes answer when the job is done: at most this long.
     "STUDIO_SYNC_TIMEOUT": env_float("STUDIO_SYNC_TIMEOUT", 120.0),
+    # Unfinished (PENDING..STARTED) jobs one user may have at once; a user's own
+    # max_unfinished_tasks (admin) wins. 0: no limit.
+    "MAX_UNFINISHED_TASKS": env_int("BACKSERV_MAX_UNFINISHED_TASKS", 100),
 }
 
 SERVERS = {
@@ -351,9 +385,19 @@ LOGGING = {
 
 # Security -------------------------------------------------------------------------
 
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# BACKSERV_HTTPS=1: the site is reached over HTTPS (directly or through a TLS proxy);
+# it turns on every secure default below, each still overridable. Off by default so
+# the embedded server works over plain http on 127.0.0.1.
+HTTPS = env_bool("BACKSERV_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# Load balancers and scrapers probe these over plain http inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from backserv_site.health import health
 from backserv_site.media import media_file
+from tasks.api.errors import error_body
 
 urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),
+    path("api/v1/", include("accounts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -22,6 +25,20 @@ urlpatterns = [
 ]
 
 if settings.MEDIA_URL.startswith("/"):
-    # Outputs sit under unguessable per-job paths (the job's UUID); a fleet may serve
-    # MEDIA_ROOT from a web server or use S3 instead.
+    # Outputs and uploads, only under signed URLs (see backserv_site.media). A fleet
+    # may use S3 instead, whose presigned URLs do the same job.
     urlpatterns.append(re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.+)$", media_file, name="media"))
+
+
+def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
+    return JsonResponse(error_body(detail="Not found.", code="not_found"), status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    # Outside DRF's exception handler (plain Django views): still the one error body,
+    # never a traceback.
+    return JsonResponse(error_body(detail="Internal server error.", code="internal_error"), status=500)
+
+
+handler404 = not_found
+handler500 = server_error

@@ -33,6 +33,11 @@ class StateConflict(DomainError):
     code = "state_conflict"
 
 
+class QuotaExceeded(DomainError):
+    status_code = 429
+    code = "QUOTA_EXCEEDED"
+
+
 def flatten_validation_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested validation errors as {"a.b.0": [messages]}; "" for the object itself."""
     if isinstance(detail, dict):

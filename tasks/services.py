@@ -24,7 +24,7 @@ from accounts.models import User
 from generation import specs
 from servers.routing import route_new_task, route_waiting_on_commit
 from tasks.dispatch import dispatch_on_commit
-from tasks.errors import InvalidInput, StateConflict
+from tasks.errors import InvalidInput, QuotaExceeded, StateConflict
 from tasks.events import task_event_committed
 from tasks.models import (
     ACTIVE_STATES,
@@ -130,6 +130,7 @@ def task_submit(
         raise InvalidInput(message, fields={"webhook_events": [message]})
     now = timezone.now()
     with transaction.atomic():
+        _check_unfinished_quota(owner=owner)
         route = route_new_task(task_type=task_type, group=group)
         task = Task.objects.create(
             owner=owner,
@@ -150,6 +151,23 @@ def task_submit(
             dispatch_on_commit(task_id=task.pk, destination=route.destination)
     logger.info("task %s submitted (%s) by %s", task.pk, task_type, owner.pk)
     return task
+
+
+def _check_unfinished_quota(*, owner: User) -> None:
+    """Inside the submit's transaction. Locking the owner's row makes a user's submits
+    count and insert one after another, so racing submits never pass the limit
+    (SQLite's IMMEDIATE transactions serialize every writer anyway)."""
+    limit = User.objects.select_for_update().values_list("max_unfinished_tasks", flat=True).get(pk=owner.pk)
+    if limit is None:
+        limit = _config("MAX_UNFINISHED_TASKS")
+    if not limit:
+        return
+    unfinished = Task.objects.filter(owner=owner, state__in=UNFINISHED_STATES).count()
+    if unfinished >= limit:
+        raise QuotaExceeded(
+            f"You have {unfinished} unfinished jobs, the most allowed at once ({limit}); "
+            "wait for some to finish or cancel them."
+        )
 
 
 def task_cancel(*, task: Task) -> Task:

@@ -10,7 +10,8 @@ truth, on the shared pool.
   after `?last_event_id=`); stays open.
 
 Token in `Authorization: Bearer` or `?token=` (browsers cannot set headers here).
-WebSocket refusals close with 4401 (no or bad token) or 4404 (not your job).
+WebSocket refusals close with 4401 (no or bad token, or one without the read scope) or
+4404 (not your job).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from accounts.authentication import token_from_authorization, token_owner
-from accounts.models import User
+from accounts.models import Scope, User
+from accounts.permissions import token_scopes
 from tasks.api.errors import error_body
 from tasks.events import event_payload
 from tasks.models import TERMINAL_STATES, Task, TaskEvent
@@ -73,7 +75,8 @@ def _scope_user(scope: dict[str, Any]) -> User | None:
     else:
         raw = _query(scope).get("token")
     found = token_owner(raw) if raw else None
-    return found[0] if found else None
+    # Streams are reads: a token without the read scope is refused like no token.
+    return found[0] if found and Scope.READ in token_scopes(*found) else None
 
 
 def _query(scope: dict[str, Any]) -> dict[str, str]:

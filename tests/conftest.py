@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from dramatiq.brokers.stub import StubBroker
 from rest_framework.test import APIClient
 
@@ -44,11 +45,21 @@ def _user(username: str, *, staff: bool = False) -> User:
     return User.objects.create_user(username=username, password="unused-pass-1234", is_staff=staff, is_superuser=staff)
 
 
-def _client_for(user: User) -> APIClient:
+def _client_for(user: User, scopes: tuple[str, ...] = ("read", "write")) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='test').secret}")
+    secret = api_token_create(user=user, name="test", scopes=scopes).secret
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     client.user = user  # type: ignore[attr-defined]
+    client.token = secret  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    # Rate-limit counters live in the cache; no test inherits another's.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -78,7 +89,18 @@ def other_client(other_user: User) -> APIClient:
 
 @pytest.fixture
 def staff_client(staff: User) -> APIClient:
-    return _client_for(staff)
+    """Staff with an admin-scoped token: staff routes, every user's jobs."""
+    return _client_for(staff, scopes=("read", "write", "admin"))
+
+
+@pytest.fixture
+def client_with_scopes() -> Callable[..., APIClient]:
+    """An API client for `user` holding a token with exactly `scopes`."""
+
+    def make(user: User, *scopes: str) -> APIClient:
+        return _client_for(user, scopes=scopes)
+
+    return make
 
 
 @pytest.fixture

@@ -37,6 +37,12 @@ BACKSERV = {
     "WEBHOOK_FIRST_RETRY_SECONDS": 0.05,
     "WEBHOOK_MAX_RETRY_SECONDS": 0.2,
     "WEBHOOK_TIMEOUT_SECONDS": 2.0,
+    # Limits high enough for tests that submit in bulk; the limit tests set their own.
+    "MAX_UNFINISHED_TASKS": 10_000,
+}
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"user": "10000/min", "task_create": "10000/min", "server_registration": "10000/min"},
 }
 STATIC_ROOT = BASE_DIR / "static"  # noqa: F405  (exists; silences WhiteNoise in tests)
 # In-process workers are not servers unless a test registers them; remote servers in

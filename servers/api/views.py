@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts.models import Scope
 from servers import selectors, services
 from servers.api.schema import (
     ALGORITHM_EXAMPLES,
@@ -58,11 +59,17 @@ def server_or_404(server_id: str) -> Server:
 
 
 class StaffView(APIView):
+    """Staff only: the default scope permission with the `admin` scope, which only staff
+    users hold. A server key authenticates here but carries no scope (403)."""
+
     authentication_classes = WITH_SERVER_KEYS
-    permission_classes = [permissions.IsAdminUser]
+    required_scope = Scope.ADMIN
 
 
 class ServerListCreateView(StaffView):
+    throttle_scope = "server_registration"
+    throttle_methods = frozenset({"POST"})
+
     @extend_schema(
         summary="List GPU servers (staff)",
         operation_id="v1_servers_list",

@@ -33,6 +33,12 @@ from tasks.webhooks import webhook_redeliver, webhook_secret_get, webhook_secret
 
 
 class TaskBatchView(APIView):
+    throttle_scope = "task_create"
+
+    def throttle_cost(self, request: Request) -> int:
+        jobs = request.data.get("tasks") if isinstance(request.data, dict) else None
+        return len(jobs) if isinstance(jobs, list) else 1
+
     @extend_schema(
         summary="Submit up to 100 jobs at once",
         description="Each job is validated and queued on its own: valid ones are accepted even when others "
@@ -40,7 +46,7 @@ class TaskBatchView(APIView):
         request=BatchSubmitSerializer,
         responses={
             200: BatchResponseSerializer,
-            **errors(400, 401),
+            **errors(400, 401, 403, 429),
         },
         examples=[
             OpenApiExample(

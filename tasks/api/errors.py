@@ -52,6 +52,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         detail = f"{first_name}: {first_messages[0]}" if first_name else first_messages[0]
         response.data = error_body(detail=detail, code="invalid", fields=fields)
         return response
+    if isinstance(exc, exceptions.Throttled):
+        # DRF has already set Retry-After from the throttle's wait.
+        response.data = error_body(detail=str(exc.detail), code="rate_limited")
+        return response
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code

@@ -35,8 +35,12 @@ _ERROR_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     401: ("No token, or a bad one.", {"detail": "Invalid token.", "code": "authentication_failed"}),
     403: (
-        "Authenticated, but not allowed to do this.",
-        {"detail": "You do not have permission to perform this action.", "code": "permission_denied"},
+        "Authenticated, but not allowed: the token lacks the scope this needs, or the route is staff-only.",
+        {"detail": "This request needs a token with the 'write' scope.", "code": "insufficient_scope"},
+    ),
+    429: (
+        "Over the rate limit (`rate_limited`, with Retry-After) or the unfinished-job quota (`QUOTA_EXCEEDED`).",
+        {"detail": "Request was throttled. Expected available in 12 seconds.", "code": "rate_limited"},
     ),
     404: ("No such object among yours.", {"detail": "Task 3f1c… not found.", "code": "not_found"}),
     409: (

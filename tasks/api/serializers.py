@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from backserv_site.media import media_url
 from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
 from tasks.selectors import task_eta_seconds, task_queue_position
@@ -135,12 +136,15 @@ class TaskSerializer(serializers.ModelSerializer):
             return None
         request: Request | None = self.context.get("request")
         result = dict(task.result)
-        outputs = [{**item, "url": absolute_url(item.get("url"), request)} for item in result.get("outputs", [])]
-        for item in outputs:
-            item.pop("path", None)
+        # Download links are made at read time from the storage path: signed and
+        # expiring (see backserv_site.media), so the URL stored at finish is not used.
+        outputs = []
+        for item in result.get("outputs", []):
+            output = {key: value for key, value in item.items() if key != "path"}
+            outputs.append({**output, "url": output_download_url(item, request)})
         result["outputs"] = outputs
         if "url" in result:
-            result["url"] = absolute_url(result["url"], request)
+            result["url"] = outputs[0]["url"] if outputs else absolute_url(result["url"], request)
         return result
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
@@ -152,6 +156,13 @@ class TaskSerializer(serializers.ModelSerializer):
         if not task.error_code:
             return None
         return {"code": task.error_code, "message": task.error_message}
+
+
+def output_download_url(output: dict[str, Any], request: Request | None) -> str | None:
+    """Where a client downloads one stored output: made at read time from its storage
+    path (signed and expiring, see backserv_site.media), absolute."""
+    path = output.get("path")
+    return absolute_url(media_url(path) if path else output.get("url"), request)
 
 
 def absolute_url(url: str | None, request: Request | None) -> str | None:

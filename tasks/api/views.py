@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import CharField
 from rest_framework.views import APIView
 
+from accounts.permissions import has_admin_access
 from generation.specs import TASK_TYPES
 from servers.api.serializers import TaskReportSerializer
 from servers.api.views import WITH_SERVER_KEYS
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 
 
 def owned_tasks(request: Request) -> QuerySet[Task]:
+    """The jobs this request may see and act on: its user's own, or every job for
+    staff carrying the admin scope (token or browser session)."""
+    if has_admin_access(request):
+        return Task.objects.all()
     return Task.objects.filter(owner=request.user)
 
 
@@ -107,6 +112,8 @@ def task_response(request: Request, task: Task, *, status_code: int, headers: di
 class TaskListCreateView(generics.ListAPIView):
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
+    throttle_scope = "task_create"
+    throttle_methods = ("POST",)
 
     def get_queryset(self) -> QuerySet[Task]:
         if getattr(self, "swagger_fake_view", False):
@@ -124,7 +131,7 @@ class TaskListCreateView(generics.ListAPIView):
         responses={
             202: OpenApiResponse(TaskSerializer, description="Queued (or still running after the wait)."),
             200: OpenApiResponse(TaskSerializer, description="Finished within the wait, or an idempotent replay."),
-            **errors(400, 401, 409),
+            **errors(400, 401, 403, 409, 429),
         },
     )
     def post(self, request: Request) -> Response:

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from tasks import services
 from tasks.api.errors import exception_handler
-from tasks.api.serializers import absolute_url
+from tasks.api.serializers import output_download_url
 from tasks.api.views import owned_task
 from tasks.compat.renaming import invalid_input_renamed
 from tasks.compat.waiting import task_wait_finished
@@ -102,10 +102,10 @@ def _iso(moment: datetime | None) -> str | None:
 def query_body(task: Task, request: Request) -> dict[str, Any]:
     """result_info: the URL of the first output once Completed; error_info:
     "<CODE>: <message>" once Failed or TimedOut; null otherwise."""
-    result_url = (task.result or {}).get("url") if task.state == TaskState.SUCCESS else None
+    outputs = (task.result or {}).get("outputs") or [] if task.state == TaskState.SUCCESS else []
     return {
         "status": STATUS_NAMES[task.state],
-        "result_info": absolute_url(result_url, request),
+        "result_info": output_download_url(outputs[0], request) if outputs else None,
         "error_info": f"{task.error_code}: {task.error_message}" if task.error_code else None,
         "started_at": _iso(task.started_at),
         "completed_at": _iso(task.completed_at),

@@ -20,7 +20,7 @@ from generation.selectors import generation_defaults_effective, studio_history
 from generation.services import studio_generation_submit
 from generation.specs import TASK_TYPES
 from tasks import services
-from tasks.api.serializers import absolute_url
+from tasks.api.serializers import output_download_url
 from tasks.compat.renaming import invalid_input_renamed
 from tasks.compat.studio_errors import StudioError, StudioView
 from tasks.compat.studio_inputs import studio_input_reference
@@ -65,7 +65,7 @@ def generation_body(generation: StudioGeneration, request: Request, *, detail: b
         "type": "video" if task.task_type in VIDEO_TASK_TYPES else "image",
         "prompt": task.params.get("prompt", ""),
         "filePath": output.get("path"),
-        "url": absolute_url(output.get("url"), request),
+        "url": output_download_url(output, request) if output else None,
         "seed": task.params.get("seed"),
         "status": STATUS_NAMES[task.state],
         "created_at": _iso(generation.created_at),

@@ -32,6 +32,10 @@ def process_env(**overrides: str) -> dict[str, str]:
         SECRET_KEY="e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
+        # The harness polls every 50 ms, past any real client's rate limit; the limits
+        # have their own tests (tests/accounts/test_rate_limits.py).
+        RATE_LIMIT_DEFAULT="100000/min",
+        RATE_LIMIT_TASK_CREATE="100000/min",
     )
     env.update(overrides)
     return env

@@ -1,0 +1,143 @@
+"""Per-user rate limits on DRF's throttling machinery, counted in fixed windows.
+
+DRF's own SimpleRateThrottle keeps a list of timestamps and writes it back after
+reading it, so two processes racing lose counts. Here each window is one cache counter
+bumped with `incr`, which is atomic in Redis (shared by every process and machine) and
+in local memory (embedded mode): concurrent requests are counted exactly.
+
+Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]: `user` for every request,
+plus the scope a view names in `throttle_scope` (optionally only for the methods in
+`throttle_methods`), e.g. `task_create` for submits or `server_registration`; a view's
+`throttle_cost(request)` says how many requests one counts as (a batch of N jobs: N).
+The limit nearest to running out is reported in X-RateLimit-* headers by
+rate_limit_headers_middleware.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+from asgiref.sync import iscoroutinefunction
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import sync_and_async_middleware
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+if TYPE_CHECKING:
+    # Imported lazily: DRF imports the permission and throttle classes while
+    # rest_framework.views itself is still loading.
+    from rest_framework.views import APIView
+
+_REQUEST_ATTRIBUTE = "backserv_rate_limits"
+
+
+class RateLimit(NamedTuple):
+    limit: int
+    remaining: int
+    reset_at: int  # epoch seconds when the window ends
+
+
+class FixedWindowRateThrottle(SimpleRateThrottle):
+    reset_at: float = 0.0
+    cost = 1  # how many of the window's requests this one uses
+
+    def get_rate(self) -> str | None:
+        # Read the rates now: DRF's class attribute is frozen at import and would
+        # ignore settings changed later (per deployment in tests, override_settings).
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        if self.scope not in rates:
+            raise ImproperlyConfigured(f"No rate in DEFAULT_THROTTLE_RATES for throttle scope {self.scope!r}.")
+        return rates[self.scope]
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        if not (request.user and request.user.is_authenticated):
+            return None  # anonymous requests are refused before throttling
+        return f"ratelimit:{self.scope}:{request.user.pk}"
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        window_start = int(self.timer() // self.duration * self.duration)
+        self.reset_at = window_start + self.duration
+        window_key = f"{key}:{window_start}"
+        self.cache.add(window_key, 0, timeout=self.duration + 5)
+        try:
+            count = self.cache.incr(window_key, self.cost)
+        except ValueError:
+            # The counter expired between add() and incr(): this is a fresh window.
+            self.cache.add(window_key, self.cost, timeout=self.duration + 5)
+            count = self.cost
+        limits = getattr(request._request, _REQUEST_ATTRIBUTE, [])
+        limits.append(RateLimit(self.num_requests, max(0, self.num_requests - count), int(self.reset_at)))
+        setattr(request._request, _REQUEST_ATTRIBUTE, limits)
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return max(1, math.ceil(self.reset_at - self.timer()))
+
+
+class UserRateThrottle(FixedWindowRateThrottle):
+    """Every request of a user, whichever of their tokens it carries."""
+
+    scope = "user"
+
+
+class ViewScopedRateThrottle(FixedWindowRateThrottle):
+    """The extra limit a view names with `throttle_scope` (and `throttle_methods`)."""
+
+    def __init__(self) -> None:
+        # The scope, hence the rate, is known only once the view is.
+        pass
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        scope = getattr(view, "throttle_scope", None)
+        methods = getattr(view, "throttle_methods", None)
+        if not scope or (methods is not None and request.method not in methods):
+            return True
+        self.scope = scope
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        # A batch of N jobs uses N of the job-creation limit, not one; at most a whole
+        # window's, so a batch larger than the limit waits for a fresh window instead
+        # of never passing.
+        cost_of = getattr(view, "throttle_cost", None)
+        wanted = cost_of(request) if cost_of is not None else 1
+        self.cost = min(max(1, wanted), self.num_requests)
+        return super().allow_request(request, view)
+
+
+def _add_rate_limit_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    limits: list[RateLimit] = getattr(request, _REQUEST_ATTRIBUTE, [])
+    if limits:
+        tightest = min(limits, key=lambda limit: (limit.remaining, -limit.reset_at, limit.limit))
+        response["X-RateLimit-Limit"] = str(tightest.limit)
+        response["X-RateLimit-Remaining"] = str(tightest.remaining)
+        response["X-RateLimit-Reset"] = str(tightest.reset_at)
+    return response
+
+
+@sync_and_async_middleware
+def rate_limit_headers_middleware(get_response: Callable) -> Callable:
+    """X-RateLimit-Limit/Remaining/Reset on every rate-limited response: the limit
+    closest to running out among those the request counted against. Async-capable so
+    streaming (ASGI) views need no thread hop for it."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponse:
+            return _add_rate_limit_headers(request, await get_response(request))
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        return _add_rate_limit_headers(request, get_response(request))
+
+    return middleware
