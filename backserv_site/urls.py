@@ -7,9 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from backserv_site.health import health
 from backserv_site.media import media_file
+from backserv_site.metrics import metrics
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

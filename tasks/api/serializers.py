@@ -7,9 +7,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from tasks import policy
 from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
-from tasks.selectors import task_eta_seconds, task_queue_position
+from tasks.selectors import task_attempts_history, task_eta_seconds, task_queue_position
 
 
 class TaskSubmitSerializer(serializers.Serializer):
@@ -41,6 +42,13 @@ class TaskSubmitSerializer(serializers.Serializer):
     )
     # Only servers of this group may run the job.
     group = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    # Seconds the job may wait to start before it becomes TIMEOUT (default per type).
+    queue_timeout = serializers.IntegerField(
+        required=False, min_value=1, max_value=policy.QUEUE_TIMEOUT_LIMIT_SECONDS, allow_null=True, default=None
+    )
+    max_attempts = serializers.IntegerField(
+        required=False, min_value=1, max_value=policy.MAX_ATTEMPTS_LIMIT, allow_null=True, default=None
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
@@ -66,6 +74,8 @@ class TaskSubmitSerializer(serializers.Serializer):
             "webhook_events": attrs["webhook_events"],
             "sync": attrs["sync"],
             "group": attrs["group"],
+            "queue_timeout": attrs["queue_timeout"],
+            "max_attempts": attrs["max_attempts"],
         }
 
 
@@ -84,6 +94,7 @@ class TaskSerializer(serializers.ModelSerializer):
     # The task-manager document's fan-out jobs; a Back.Serv job runs as one unit on one
     # worker, so it never has any.
     subtasks = serializers.SerializerMethodField()
+    queue_timeout = serializers.IntegerField(source="queue_timeout_seconds", read_only=True)
 
     class Meta:
         model = Task
@@ -98,6 +109,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "result",
             "error",
             "attempts",
+            "max_attempts",
+            "queue_timeout",
+            "run_after",
             "cancel_requested",
             "queue_position",
             "eta_seconds",
@@ -152,6 +166,27 @@ class TaskSerializer(serializers.ModelSerializer):
         if not task.error_code:
             return None
         return {"code": task.error_code, "message": task.error_message}
+
+
+class TaskDetailSerializer(TaskSerializer):
+    """One job, with every attempt it took (read from its event log)."""
+
+    attempts_history = serializers.SerializerMethodField()
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "attempts_history"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempts_history(self, task: Task) -> list[dict[str, Any]]:
+        return [
+            {**attempt, **{key: _iso(attempt[key]) for key in ("claimed_at", "started_at", "ended_at")}}
+            for attempt in task_attempts_history(task=task)
+        ]
+
+
+def _iso(moment: Any) -> str | None:
+    return serializers.DateTimeField().to_representation(moment) if moment else None
 
 
 def absolute_url(url: str | None, request: Request | None) -> str | None:
