@@ -124,10 +124,14 @@ def test_the_backoff_is_capped(backoff: float) -> None:
     assert all(12.5 <= policy.retry_delay_seconds(attempt) <= 25.0 for attempt in (3, 5, 12))
 
 
-def test_a_job_in_backoff_is_claimed_only_once_the_backoff_ends(owner: User, backoff: float) -> None:
+def test_a_job_in_backoff_is_claimed_only_once_the_backoff_ends(
+    owner: User, backoff: float, broker: StubBroker, django_capture_on_commit_callbacks: Any
+) -> None:
     task = _running(_task(owner))
     now = timezone.now()
-    services.task_fail(task=task, code="TRANSIENT_IO", message="disk hiccup", now=now)
+    # On commit the job is routed again (to the same local queue) and its message sent.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.task_fail(task=task, code="TRANSIENT_IO", message="disk hiccup", now=now)
     run_after = Task.objects.get(pk=task.pk).run_after
     assert (
         services.task_claim_next(queue_name=task.queue_name, worker="w2", now=run_after - timedelta(seconds=1)) is None
