@@ -22,6 +22,7 @@ run: install
 	$(PY) manage.py make_demo_models
 	@echo "API token for admin (use it as: Authorization: Bearer <token>):"
 	@$(PY) manage.py create_api_token admin --staff --name make-run
+	$(PY) manage.py reset_metrics
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test: install

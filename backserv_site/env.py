@@ -72,6 +72,22 @@ def env_rate(name: str, default: str) -> str | None:
     return raw
 
 
+def env_seconds_by_type(name: str, defaults: dict[str, float]) -> dict[str, float]:
+    """Seconds per task type, e.g. "default=600,image_creation=300": the given types
+    override `defaults`; "default" applies to types named nowhere."""
+    values = dict(defaults)
+    for item in env_list(name, []):
+        key, separator, raw = item.partition("=")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not separator or not key.strip() or seconds <= 0:
+            raise ImproperlyConfigured(f"{name} must look like 'default=600,image_creation=300', got {item!r}")
+        values[key.strip()] = seconds
+    return values
+
+
 def env_secret(name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
     value = os.environ.get(name)

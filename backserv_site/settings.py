@@ -19,6 +19,7 @@ from backserv_site.env import (
     env_int,
     env_list,
     env_rate,
+    env_seconds_by_type,
     env_secret,
     env_str,
     local_secret_key,
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_prometheus",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -63,6 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "backserv_site.urls"
@@ -124,6 +128,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {**_SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# django-prometheus' wrappers of the same backends count queries, errors and latency.
+_INSTRUMENTED_ENGINES = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}
+DATABASES["default"]["ENGINE"] = _INSTRUMENTED_ENGINES.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -260,7 +272,8 @@ BACKSERV = {
     "QUEUE_NAME": env_str("BACKSERV_QUEUE", "gpu"),
     # A claimed job's lease; the worker renews it every third of this while it runs.
     "LEASE_SECONDS": env_int("BACKSERV_LEASE_SECONDS", 30),
-    # Claims (first run plus automatic requeues after a lost worker) before FAILURE.
+    # Attempts (first run plus automatic retries of retryable failures) before a job
+    # fails for good; a request may give its own `max_attempts` (1-10).
     "MAX_ATTEMPTS": env_int("BACKSERV_MAX_ATTEMPTS", 3),
     # A PENDING job nobody claimed for this long gets its message sent again.
     "REDISPATCH_AFTER_SECONDS": env_int("BACKSERV_REDISPATCH_AFTER_SECONDS", 60),
@@ -268,6 +281,17 @@ BACKSERV = {
     # Progress is written at most this often (seconds) while a job runs.
     "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.25),
     "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
+    # A job not started within this many seconds of being queued becomes TIMEOUT (a
+    # request may give its own `queue_timeout`). The task-manager document's 30 s suits
+    # a large fleet; a few GPUs with minute-long jobs need longer queues, hence 10 min.
+    "QUEUE_TIMEOUT_SECONDS": env_seconds_by_type("BACKSERV_QUEUE_TIMEOUTS", {"default": 600}),
+    # A running job past this many seconds becomes TIMEOUT at its next pipeline step.
+    "RUN_TIME_LIMIT_SECONDS": env_seconds_by_type("BACKSERV_RUN_TIME_LIMITS", {"default": 1800, "image_creation": 600}),
+    # Automatic retries of retryable failures wait BASE * 2^(attempt-1) seconds, capped,
+    # less up to half of it at random (jitter) so a burst of failures does not return
+    # as a burst.
+    "RETRY_BACKOFF_SECONDS": env_float("BACKSERV_RETRY_BACKOFF_SECONDS", 5.0),
+    "RETRY_BACKOFF_MAX_SECONDS": env_float("BACKSERV_RETRY_BACKOFF_MAX_SECONDS", 300.0),
     "NODE_NAME": env_str("BACKSERV_NODE_NAME", ""),
     # Outbound URLs (webhooks, inputs) may reach private and loopback addresses only when
     # this is on, or inside ALLOWED_NETWORKS: a job must not make the server probe its
@@ -367,14 +391,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+# Metrics --------------------------------------------------------------------------
+
+# /metrics answers loopback callers, staff API tokens, and `Authorization: Bearer
+# <this>` when set (for a Prometheus server on another host). Multiprocess mode is
+# prometheus_client's own PROMETHEUS_MULTIPROC_DIR variable.
+METRICS_BEARER_TOKEN = env_secret("METRICS_BEARER_TOKEN")
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+
 # Logging --------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# "keyvalue": a text line with the event's fields as key=value; "json": one JSON object
+# a line, for log shippers.
+LOG_FORMAT = env_str("LOG_FORMAT", "keyvalue")
+if LOG_FORMAT not in ("keyvalue", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be keyvalue or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "keyvalue": {"()": "backserv_site.logs.KeyValueFormatter"},
+        "json": {"()": "backserv_site.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},

@@ -8,10 +8,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from backserv_site.health import health
 from backserv_site.media import media_file
+from backserv_site.metrics import metrics
 from tasks.api.errors import error_body
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),
     path("api/v1/", include("accounts.api.urls")),

@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from generation.specs import TaskTypeSpec
+from tasks import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,17 @@ class PipelineCache:
             device, dtype = device_and_dtype()
             started = time.monotonic()
             entry = _Entry(pipeline=module.load(path, device, dtype))
+            seconds = time.monotonic() - started
             self.loads += 1
+            metrics.model_loads.labels(spec.name).inc()
+            metrics.model_load_seconds.labels(spec.name).observe(seconds)
             logger.info(
-                "loaded %s from %s on %s in %.2fs", spec.name, path or "(built in)", device, time.monotonic() - started
+                "loaded %s from %s on %s in %.2fs",
+                spec.name,
+                path or "(built in)",
+                device,
+                seconds,
+                extra={"task_type": spec.name, "device": device, "load_s": round(seconds, 3)},
             )
             self._entries[key] = entry
             while len(self._entries) > self.capacity:

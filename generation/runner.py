@@ -19,13 +19,14 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from generation.inputs import resolve_images
 from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
 from generation.pipelines.base import PipelineInputError
 from generation.specs import task_type_spec
-from tasks import services
+from tasks import policy, services
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class TaskCancelled(Exception):
 
 class TaskLost(Exception):
     """The job is no longer ours (its lease was reaped and it was claimed again)."""
+
+
+class TaskOverTime(Exception):
+    """The job ran past its task type's run time limit."""
 
 
 def worker_name() -> str:
@@ -80,6 +85,9 @@ def run_claimed(task: Task) -> None:
         except TaskCancelled:
             services.task_revoke_running(task=task)
             return
+        except TaskOverTime:
+            services.task_time_out_running(task=task, limit_seconds=policy.run_time_limit_seconds(task.task_type))
+            return
         except TaskLost:
             logger.warning("task %s was taken over by another worker; dropping this run", task.pk)
             return
@@ -110,26 +118,38 @@ def _run_pipeline(task: Task) -> tuple[list[Any], dict[str, Any]]:
 def _error_code(error: Exception) -> str:
     if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
         return "OUT_OF_MEMORY"
+    if isinstance(error, (OSError, TimeoutError)):
+        # A disk, a network share or the storage backend failing: worth another attempt.
+        return "TRANSIENT_IO"
     return "PIPELINE_ERROR"
 
 
 class StepReporter:
-    """The pipeline's step callback: stops the run when the job was cancelled or taken
-    away, and writes progress at most every PROGRESS_INTERVAL_SECONDS."""
+    """The pipeline's step callback: stops the run when the job was cancelled, taken
+    away or over its run time limit, and writes progress at most every
+    PROGRESS_INTERVAL_SECONDS.
+
+    The run time limit is enforced here, between steps, because Dramatiq's time limit
+    raises only between Python bytecodes and cannot interrupt a long C/CUDA call."""
 
     def __init__(self, task: Task):
         self.task = task
         self.interval = settings.BACKSERV["PROGRESS_INTERVAL_SECONDS"]
+        self.limit_seconds = policy.run_time_limit_seconds(task.task_type)
         self._last_write = 0.0
 
     def check(self) -> None:
         row = (
-            Task.objects.filter(pk=self.task.pk).values_list("state", "worker", "attempts", "cancel_requested").first()
+            Task.objects.filter(pk=self.task.pk)
+            .values_list("state", "worker", "attempts", "cancel_requested", "started_at")
+            .first()
         )
         if row is None or row[0] != TaskState.STARTED or row[1:3] != (self.task.worker, self.task.attempts):
             raise TaskLost()
         if row[3]:
             raise TaskCancelled()
+        if (timezone.now() - row[4]).total_seconds() > self.limit_seconds:
+            raise TaskOverTime()
 
     def __call__(self, step: int, total: int) -> None:
         self.check()

@@ -23,14 +23,17 @@ class Destination:
     remote: bool = False
 
 
-def dispatch_on_commit(*, task_id: UUID | str, destination: Destination | None = None) -> None:
+def dispatch_on_commit(
+    *, task_id: UUID | str, destination: Destination | None = None, delay_seconds: float = 0.0
+) -> None:
     # After commit: a worker must never receive an id whose row it cannot see yet.
-    transaction.on_commit(lambda: dispatch_now(task_id=task_id, destination=destination))
+    transaction.on_commit(lambda: dispatch_now(task_id=task_id, destination=destination, delay_seconds=delay_seconds))
 
 
-def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None) -> bool:
-    """Send the job's message; without a known destination, route the job first (it
-    may be waiting for a server, or its server may have gone)."""
+def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None, delay_seconds: float = 0.0) -> bool:
+    """Send the job's message, delayed by `delay_seconds` (a retry's backoff) when
+    given; without a known destination, route the job first (it may be waiting for a
+    server, or its server may have gone)."""
     if destination is None:
         from servers.routing import task_destination
 
@@ -38,7 +41,7 @@ def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None)
         if destination is None:
             return False
     try:
-        _send(task_id=str(task_id), destination=destination)
+        _send(task_id=str(task_id), destination=destination, delay_ms=round(delay_seconds * 1000) or None)
     except Exception:
         # The job stays PENDING and the sweep sends again once the broker is back;
         # a submit must not fail because the broker is briefly away.
@@ -50,11 +53,11 @@ def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None)
     return True
 
 
-def _send(*, task_id: str, destination: Destination) -> None:
+def _send(*, task_id: str, destination: Destination, delay_ms: int | None) -> None:
     if destination.remote:
         from servers.actors import forward_task
 
-        forward_task.send(task_id)
+        forward_task.send_with_options(args=(task_id,), delay=delay_ms)
         return
     from generation.actors import run_task
 
@@ -63,4 +66,4 @@ def _send(*, task_id: str, destination: Destination) -> None:
         # The actor is declared on the shared queue; a server's own queue takes a copy.
         run_task.broker.declare_queue(destination.queue_name)
         message = message.copy(queue_name=destination.queue_name)
-    run_task.broker.enqueue(message)
+    run_task.broker.enqueue(message, delay=delay_ms)

@@ -50,6 +50,16 @@ class Task(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Claims allowed before a retryable failure becomes final (first run included).
+    max_attempts = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    # A job not started this many seconds after it was (re)queued becomes TIMEOUT.
+    queue_timeout_seconds = models.PositiveIntegerField(default=600)
+    # When the job last became ready to run (submit, retry, requeue, or the end of a
+    # retry's backoff) and so when its queue wait started.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    queue_deadline = models.DateTimeField(null=True, blank=True)
+    # Not before: an automatic retry waits out its backoff; the claim skips it until then.
+    run_after = models.DateTimeField(null=True, blank=True)
 
     # The Dramatiq queue its messages go to; "" while it waits for a server to be routed to.
     queue_name = models.CharField(max_length=100, blank=True)
@@ -85,6 +95,12 @@ class Task(models.Model):
             # The claim query: the best PENDING job of a queue.
             models.Index(fields=["queue_name", "state", "-priority", "submitted_at"], name="task_claim_order"),
             models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),
+            models.Index(fields=["state", "queue_deadline"], name="task_state_queue_deadline"),
+            # The dashboard's oldest waiting job.
+            models.Index(fields=["state", "queued_at"], name="task_state_queued"),
+            # Stats read a day of jobs by when they were created and when they ended.
+            models.Index(fields=["submitted_at"], name="task_submitted"),
+            models.Index(fields=["completed_at"], name="task_completed"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),
@@ -124,6 +140,7 @@ class TaskEvent(models.Model):
         REQUEUED = "requeued"
         RETRIED = "retried"
         ROUTED = "routed"
+        RETRY_SCHEDULED = "retry_scheduled"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=20, choices=Type.choices)

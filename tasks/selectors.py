@@ -1,4 +1,5 @@
-"""Reads beyond a .get(): queue position, ETA, the event log after a point."""
+"""Reads beyond a .get(): queue position, ETA, the event log after a point, attempt
+history. Stats and the dashboard's figures are in tasks.stats."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from tasks.models import ACTIVE_STATES, Task, TaskEvent, TaskState
@@ -66,3 +67,53 @@ def owner_events_after(*, owner_id: Any, after_id: int, limit: int = 500) -> lis
 def owner_last_event_id(*, owner_id: Any) -> int:
     last = TaskEvent.objects.filter(task__owner_id=owner_id).order_by("-id").values_list("id", flat=True).first()
     return last or 0
+
+
+def tasks_queued_by_type() -> dict[str, int]:
+    rows = Task.objects.filter(state=TaskState.PENDING).values("task_type").annotate(count=Count("pk"))
+    return {row["task_type"]: row["count"] for row in rows.order_by()}
+
+
+# Attempts -----------------------------------------------------------------------------
+
+_ATTEMPT_ENDS = {
+    TaskEvent.Type.SUCCEEDED: "succeeded",
+    TaskEvent.Type.FAILED: "failed",
+    TaskEvent.Type.REVOKED: "revoked",
+    TaskEvent.Type.TIMED_OUT: "timed_out",
+    TaskEvent.Type.REQUEUED: "requeued",
+    TaskEvent.Type.RETRY_SCHEDULED: "retry_scheduled",
+}
+
+
+def task_attempts_history(*, task: Task) -> list[dict[str, Any]]:
+    """Every run of a job, read from its event log: who ran it, when it was claimed,
+    started and ended, how it ended and with which error."""
+    attempts: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    # Named types only: a long job has hundreds of progress events that say nothing here.
+    wanted = [TaskEvent.Type.CLAIMED, TaskEvent.Type.STARTED, *_ATTEMPT_ENDS]
+    events = task.events.filter(type__in=wanted).only("type", "data", "created_at").order_by("id")
+    for event in events:
+        if event.type == TaskEvent.Type.CLAIMED:
+            current = {
+                "attempt": len(attempts) + 1,
+                "worker": event.data.get("worker", ""),
+                "claimed_at": event.created_at,
+                "started_at": None,
+                "ended_at": None,
+                "outcome": "running",
+                "error": None,
+            }
+            attempts.append(current)
+        elif current is not None and event.type == TaskEvent.Type.STARTED:
+            current["started_at"] = event.created_at
+        elif current is not None and event.type in _ATTEMPT_ENDS:
+            current["ended_at"] = event.created_at
+            current["outcome"] = _ATTEMPT_ENDS[event.type]
+            if event.data.get("code"):
+                current["error"] = {"code": event.data["code"], "message": event.data.get("message", "")}
+            elif event.data.get("reason"):
+                current["error"] = {"code": "", "message": event.data["reason"]}
+            current = None
+    return attempts

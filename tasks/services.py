@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from generation import specs
 from servers.routing import route_new_task, route_waiting_on_commit
+from tasks import metrics, policy
 from tasks.dispatch import dispatch_on_commit
 from tasks.errors import InvalidInput, QuotaExceeded, StateConflict
 from tasks.events import task_event_committed
@@ -51,6 +52,12 @@ def _config(name: str) -> Any:
 
 def _lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=_config("LEASE_SECONDS"))
+
+
+def _queued_fields(*, queue_timeout_seconds: int, ready_at: datetime) -> dict[str, Any]:
+    """The fields of a job that is (again) waiting to start: its queue wait and its
+    queue deadline count from when it is ready to run."""
+    return {"queued_at": ready_at, "queue_deadline": ready_at + timedelta(seconds=queue_timeout_seconds)}
 
 
 def _record_event(
@@ -82,14 +89,41 @@ def _transition(
         rows = Task.objects.filter(pk=task_id, state__in=from_states)
         if match is not None:
             rows = rows.filter(match)
-        if rows.update(state=to, updated_at=timezone.now(), **fields) != 1:
+        now = timezone.now()
+        if rows.update(state=to, updated_at=now, **fields) != 1:
             return False
         _record_event(task_id=task_id, event_type=event, state=to, data=data)
         if to in TERMINAL_STATES:
             # The job's server has a free slot now: a job waiting for one may take it.
             route_waiting_on_commit()
-    logger.info("task %s -> %s (%s)", task_id, to, event)
+        row = Task.objects.values("task_type", "worker", "attempts", "queued_at", "started_at").get(pk=task_id)
+    _record_transition(task_id=task_id, to=to, event=event, data=data or {}, row=row, now=now)
     return True
+
+
+def _record_transition(
+    *, task_id: UUID | str, to: TaskState, event: str, data: dict[str, Any], row: dict[str, Any], now: datetime
+) -> None:
+    """One structured log line and the job metrics for a state change."""
+    fields: dict[str, Any] = {
+        "task_id": str(task_id),
+        "task_type": row["task_type"],
+        "state": str(to),
+        "event": event,
+        "worker": row["worker"] or data.get("worker", ""),
+        "attempt": row["attempts"],
+    }
+    if to == TaskState.STARTED and row["queued_at"] is not None:
+        fields["queue_wait_s"] = round((now - row["queued_at"]).total_seconds(), 3)
+        metrics.task_queue_wait.labels(row["task_type"]).observe(fields["queue_wait_s"])
+    if to in TERMINAL_STATES:
+        if row["started_at"] is not None:
+            fields["duration_s"] = round((now - row["started_at"]).total_seconds(), 3)
+            metrics.task_duration.labels(row["task_type"]).observe(fields["duration_s"])
+        metrics.tasks_completed.labels(row["task_type"], str(to)).inc()
+    if "code" in data:
+        fields["error_code"] = data["code"]
+    logger.info("task %s %s -> %s", task_id, event, to, extra=fields)
 
 
 # A job going back to PENDING is routed afresh when its message is sent.
@@ -117,6 +151,8 @@ def task_submit(
     idempotency_key: str = "",
     request_fingerprint: str = "",
     group: str = "",
+    queue_timeout: int | None = None,
+    max_attempts: int | None = None,
 ) -> Task:
     if not 0 <= priority <= 10:
         raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
@@ -128,6 +164,16 @@ def task_submit(
     if unknown:
         message = f"Unknown webhook event {unknown[0]!r}; choose from {', '.join(WebhookEvent.values)}."
         raise InvalidInput(message, fields={"webhook_events": [message]})
+    if queue_timeout is None:
+        queue_timeout = policy.queue_timeout_seconds(task_type)
+    if not 1 <= queue_timeout <= policy.QUEUE_TIMEOUT_LIMIT_SECONDS:
+        message = f"Must be between 1 and {policy.QUEUE_TIMEOUT_LIMIT_SECONDS} seconds."
+        raise InvalidInput(f"queue_timeout: {message}", fields={"queue_timeout": [message]})
+    if max_attempts is None:
+        max_attempts = _config("MAX_ATTEMPTS")
+    if not 1 <= max_attempts <= policy.MAX_ATTEMPTS_LIMIT:
+        message = f"Must be between 1 and {policy.MAX_ATTEMPTS_LIMIT}."
+        raise InvalidInput(f"max_attempts: {message}", fields={"max_attempts": [message]})
     now = timezone.now()
     with transaction.atomic():
         _check_unfinished_quota(owner=owner)
@@ -145,11 +191,19 @@ def task_submit(
             webhook_events=events,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
+            max_attempts=max_attempts,
+            queue_timeout_seconds=queue_timeout,
+            **_queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
         )
         _record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING, data=route.event_data())
         if route.destination is not None:
             dispatch_on_commit(task_id=task.pk, destination=route.destination)
-    logger.info("task %s submitted (%s) by %s", task.pk, task_type, owner.pk)
+        transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
+    logger.info(
+        "task %s submitted",
+        task.pk,
+        extra={"task_id": str(task.pk), "task_type": task_type, "state": "PENDING", "owner": owner.pk},
+    )
     return task
 
 
@@ -204,6 +258,7 @@ def task_cancel(*, task: Task) -> Task:
 
 
 def task_retry(*, task: Task) -> Task:
+    now = timezone.now()
     if not _transition(
         task_id=task.pk,
         to=TaskState.PENDING,
@@ -220,7 +275,9 @@ def task_retry(*, task: Task) -> Task:
         started_at=None,
         completed_at=None,
         claimed_at=None,
-        dispatched_at=timezone.now(),
+        run_after=None,
+        dispatched_at=now,
+        **_queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
         **_UNROUTED,
     ):
         task.refresh_from_db()
@@ -228,6 +285,37 @@ def task_retry(*, task: Task) -> Task:
             f"Task is {task.state}; only FAILURE, TIMEOUT or REVOKED tasks can be retried.",
         )
     dispatch_on_commit(task_id=task.pk)
+    task.refresh_from_db()
+    return task
+
+
+def task_requeue(*, task: Task) -> Task:
+    """Operators: force a job that seems stuck back to PENDING, now. A RECEIVED or
+    STARTED job loses its claim (its worker's later writes are refused and it stops at
+    its next step); a PENDING job has its message sent again. Attempts are kept."""
+    now = timezone.now()
+    requeued = _transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=EventType.REQUEUED,
+        sources=ACTIVE_STATES,
+        data={"reason": "requeued by an operator", "worker": task.worker, "attempt": task.attempts},
+        worker="",
+        lease_expires_at=None,
+        progress=0.0,
+        started_at=None,
+        run_after=None,
+        dispatched_at=now,
+        **_queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
+        **_UNROUTED,
+    )
+    if requeued:
+        dispatch_on_commit(task_id=task.pk)
+    else:
+        current = Task.objects.get(pk=task.pk)
+        if current.state != TaskState.PENDING:
+            raise StateConflict(f"Task is {current.state}; only unfinished tasks can be requeued (retry it instead).")
+        task_redispatch(task_id=task.pk)
     task.refresh_from_db()
     return task
 
@@ -261,14 +349,18 @@ def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = Non
     )
 
 
-def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8) -> Task | None:
+def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8, now: datetime | None = None) -> Task | None:
     """Claim the best waiting job of a queue: highest priority, then oldest.
 
     Deciding here rather than by message order gives priorities on every broker. The
-    candidates are tried in turn because other workers claim from the same list.
+    candidates are tried in turn because other workers claim from the same list. Jobs
+    still in a retry's backoff, or past their queue deadline, are not candidates.
     """
+    now = now or timezone.now()
     waiting = (
         Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING)
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .filter(Q(queue_deadline__isnull=True) | Q(queue_deadline__gt=now))
         .order_by("-priority", "submitted_at")
         .values_list("pk", flat=True)[:candidates]
     )
@@ -328,7 +420,17 @@ def task_succeed(*, task: Task, result: dict[str, Any]) -> bool:
     )
 
 
-def task_fail(*, task: Task, code: str, message: str) -> bool:
+def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None) -> bool:
+    """A failed run: back to PENDING after a backoff when the failure is retryable and
+    attempts remain, else FAILURE."""
+    if policy.is_retryable(code) and task.attempts < task.max_attempts:
+        return _retry_later(
+            task=task,
+            code=code,
+            message=message,
+            match=_claim_holder(worker=task.worker, attempt=task.attempts),
+            now=now or timezone.now(),
+        )
     return _transition(
         task_id=task.pk,
         to=TaskState.FAILURE,
@@ -340,6 +442,66 @@ def task_fail(*, task: Task, code: str, message: str) -> bool:
         completed_at=timezone.now(),
         lease_expires_at=None,
     )
+
+
+def task_time_out_running(*, task: Task, limit_seconds: float) -> bool:
+    """The worker stopped a job that ran past its task type's run time limit."""
+    message = f"The task ran longer than its limit of {limit_seconds:g} seconds."
+    return _transition(
+        task_id=task.pk,
+        to=TaskState.TIMEOUT,
+        event=EventType.TIMED_OUT,
+        sources=ACTIVE_STATES,
+        match=_claim_holder(worker=task.worker, attempt=task.attempts),
+        data={"code": "RUN_TIME_LIMIT", "message": message, "attempt": task.attempts},
+        error_code="RUN_TIME_LIMIT",
+        error_message=message,
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def _retry_later(
+    *,
+    task: Task,
+    code: str,
+    message: str,
+    match: Q,
+    now: datetime,
+    event: str = EventType.RETRY_SCHEDULED,
+    reason: str = "",
+    backoff: bool = True,
+) -> bool:
+    """Back to PENDING, not claimable before the backoff ends; the message is sent
+    delayed by the same backoff (the redispatch sweep covers a lost one)."""
+    delay = policy.retry_delay_seconds(task.attempts) if backoff else 0.0
+    run_after = now + timedelta(seconds=delay)
+    data = {"code": code, "message": message, "attempt": task.attempts, "worker": task.worker}
+    if reason:
+        data["reason"] = reason
+    done = _transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=event,
+        sources=ACTIVE_STATES,
+        match=match,
+        data={**data, "retry_in": round(delay, 3)},
+        error_code="",
+        error_message="",
+        progress=0.0,
+        started_at=None,
+        worker="",
+        lease_expires_at=None,
+        run_after=run_after if backoff else None,
+        dispatched_at=run_after,
+        **_queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=run_after),
+        **_UNROUTED,
+    )
+    if done:
+        dispatch_on_commit(task_id=task.pk, delay_seconds=delay)
+        if backoff:
+            metrics.tasks_retried.labels(task.task_type).inc()
+    return done
 
 
 def task_revoke_running(*, task: Task) -> bool:
@@ -358,11 +520,14 @@ def task_revoke_running(*, task: Task) -> bool:
 # Sweeps: safe to run in any number of processes at once ---------------------------
 
 
-def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
-    """Put a job whose worker is gone back in the queue, or end it when its attempts
-    are spent or its cancel was requested. Returns the new state, or None if the job
-    had moved on (another sweep or the worker got there first)."""
-    now = timezone.now()
+def _requeue_or_fail(
+    *, task: Task, reason: str, match: Q, now: datetime | None = None, backoff: bool = True
+) -> str | None:
+    """Put a job whose worker is gone back in the queue (after a backoff unless told
+    otherwise), or end it when its attempts are spent or its cancel was requested.
+    Returns the new state, or None if the job had moved on (another sweep or the worker
+    got there first)."""
+    now = now or timezone.now()
     cleared = {"worker": "", "lease_expires_at": None}
     if task.cancel_requested:
         done = _transition(
@@ -376,7 +541,7 @@ def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
             **cleared,
         )
         return TaskState.REVOKED if done else None
-    if task.attempts >= _config("MAX_ATTEMPTS"):
+    if task.attempts >= task.max_attempts:
         message = f"The worker running this task was lost ({reason}) on each of {task.attempts} attempts."
         done = _transition(
             task_id=task.pk,
@@ -391,29 +556,28 @@ def _requeue_or_fail(*, task: Task, reason: str, match: Q) -> str | None:
             **cleared,
         )
         return TaskState.FAILURE if done else None
-    done = _transition(
-        task_id=task.pk,
-        to=TaskState.PENDING,
-        event=EventType.REQUEUED,
-        sources=ACTIVE_STATES,
+    done = _retry_later(
+        task=task,
+        code="WORKER_LOST",
+        message=f"The worker running this task was lost ({reason}).",
         match=match,
-        data={"reason": reason, "attempt": task.attempts, "worker": task.worker},
-        progress=0.0,
-        started_at=None,
-        dispatched_at=now,
-        **cleared,
-        **_UNROUTED,
+        now=now,
+        event=EventType.REQUEUED,
+        reason=reason,
+        backoff=backoff,
     )
-    if done:
-        dispatch_on_commit(task_id=task.pk)
-        return TaskState.PENDING
-    return None
+    return TaskState.PENDING if done else None
+
+
+_SWEPT_FIELDS = ("pk", "task_type", "worker", "attempts", "max_attempts", "queue_timeout_seconds", "cancel_requested")
 
 
 def task_release(*, task: Task, reason: str) -> str | None:
     """Give back a claimed job whose server is gone or refused it: PENDING again and
-    routed elsewhere (or ended when its attempts are spent)."""
-    return _requeue_or_fail(task=task, reason=reason, match=_claim_holder(worker=task.worker, attempt=task.attempts))
+    routed elsewhere at once (or ended when its attempts are spent)."""
+    match = _claim_holder(worker=task.worker, attempt=task.attempts)
+    # No backoff: the job did not fail, its server went; another server can take it now.
+    return _requeue_or_fail(task=task, reason=reason, match=match, backoff=False)
 
 
 def tasks_requeue_expired(*, now: datetime | None = None) -> int:
@@ -421,12 +585,36 @@ def tasks_requeue_expired(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     expired = Task.objects.filter(state__in=ACTIVE_STATES, lease_expires_at__lt=now)
     moved = 0
-    for task in expired.only("pk", "worker", "attempts", "cancel_requested"):
+    for task in expired.only(*_SWEPT_FIELDS):
         # The lease is checked again in the UPDATE: a worker may renew it meanwhile.
         match = Q(lease_expires_at__lt=now) & _claim_holder(worker=task.worker, attempt=task.attempts)
-        if _requeue_or_fail(task=task, reason="lease expired", match=match):
+        if _requeue_or_fail(task=task, reason="lease expired", match=match, now=now):
             moved += 1
     return moved
+
+
+def tasks_time_out_queued(*, now: datetime | None = None) -> int:
+    """PENDING jobs past their queue deadline become TIMEOUT."""
+    now = now or timezone.now()
+    timed_out = 0
+    for task_id, waited in Task.objects.filter(state=TaskState.PENDING, queue_deadline__lt=now).values_list(
+        "pk", "queue_timeout_seconds"
+    ):
+        message = f"The task waited more than its queue timeout of {waited} seconds without starting."
+        # The deadline is checked again in the UPDATE: a retry or requeue moves it.
+        if _transition(
+            task_id=task_id,
+            to=TaskState.TIMEOUT,
+            event=EventType.TIMED_OUT,
+            sources=[TaskState.PENDING],
+            match=Q(queue_deadline__lt=now),
+            data={"code": "QUEUE_TIMEOUT", "message": message},
+            error_code="QUEUE_TIMEOUT",
+            error_message=message,
+            completed_at=now,
+        ):
+            timed_out += 1
+    return timed_out
 
 
 def tasks_redispatch_stale(*, now: datetime | None = None) -> int:
@@ -463,7 +651,7 @@ def tasks_recover_after_restart() -> int:
     message (the in-process broker lost them with the process)."""
     waiting = list(Task.objects.filter(state=TaskState.PENDING).values_list("pk", flat=True))
     moved = 0
-    for task in Task.objects.filter(state__in=ACTIVE_STATES).only("pk", "worker", "attempts", "cancel_requested"):
+    for task in Task.objects.filter(state__in=ACTIVE_STATES).only(*_SWEPT_FIELDS):
         match = _claim_holder(worker=task.worker, attempt=task.attempts)
         if _requeue_or_fail(task=task, reason="server restarted", match=match):
             moved += 1

@@ -14,16 +14,30 @@ def task_files_prefix(task_id: UUID | str) -> str:
     return f"outputs/{task_id}"
 
 
-def task_files_delete(*, task_id: UUID | str) -> int:
-    """Delete every file stored for a job; returns the bytes freed."""
+def _task_files(task_id: UUID | str) -> list[str]:
     prefix = task_files_prefix(task_id)
-    freed = 0
     try:
         _, files = default_storage.listdir(prefix)
     except (FileNotFoundError, NotADirectoryError):
-        return 0
-    for name in files:
-        path = f"{prefix}/{name}"
+        return []
+    return [f"{prefix}/{name}" for name in files]
+
+
+def task_files_size(*, task_id: UUID | str) -> int:
+    """Bytes stored for a job."""
+    total = 0
+    for path in _task_files(task_id):
+        try:
+            total += default_storage.size(path)
+        except OSError:
+            logger.warning("could not read the size of %s", path, exc_info=True)
+    return total
+
+
+def task_files_delete(*, task_id: UUID | str) -> int:
+    """Delete every file stored for a job; returns the bytes freed."""
+    freed = 0
+    for path in _task_files(task_id):
         try:
             freed += default_storage.size(path)
             default_storage.delete(path)

@@ -1,4 +1,4 @@
-"""The periodic sweeps (expired leases, lost messages). Every worker process and the
+"""The periodic sweeps (expired leases, queue deadlines, lost messages). Every worker process and the
 embedded server run them on a side thread; the sweeps are conditional UPDATEs, so any
 number of processes may run them at once."""
 
@@ -10,7 +10,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from tasks.services import tasks_redispatch_stale, tasks_requeue_expired
+from tasks.services import tasks_redispatch_stale, tasks_requeue_expired, tasks_time_out_queued
 from tasks.webhooks import webhooks_redispatch_due
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ def sweep_once() -> dict[str, int]:
 
     return {
         "requeued": tasks_requeue_expired(),
+        "timed_out": tasks_time_out_queued(),
         "redispatched": tasks_redispatch_stale(),
         "webhooks_redispatched": webhooks_redispatch_due(),
         **servers_sweep(),

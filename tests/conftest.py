@@ -112,9 +112,22 @@ def anonymous_client() -> APIClient:
 def broker() -> Iterator[StubBroker]:
     broker = dramatiq.get_broker()
     assert isinstance(broker, StubBroker), "tests run in-process on the stub broker"
-    broker.flush_all()
+    _flush(broker)
     yield broker
+    _flush(broker)
+
+
+def _flush(broker: StubBroker) -> None:
     broker.flush_all()
+    # A delayed message (a retry's backoff) that a stopped worker was holding until its
+    # eta is never acked on the stub broker, so its queue would count it unfinished
+    # forever and every later join() would time out. A new test starts with none.
+    for queue in broker.queues.values():
+        # all_tasks_done holds the queue's own (non-reentrant) mutex: read the deque
+        # directly, qsize() would wait on that mutex forever.
+        with queue.all_tasks_done:
+            queue.unfinished_tasks = len(queue.queue)
+            queue.all_tasks_done.notify_all()
 
 
 def forget_worker(broker: StubBroker, worker: dramatiq.Worker) -> None:

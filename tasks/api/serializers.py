@@ -8,9 +8,10 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from backserv_site.media import media_url
+from tasks import policy
 from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
-from tasks.selectors import task_eta_seconds, task_queue_position
+from tasks.selectors import task_attempts_history, task_eta_seconds, task_queue_position
 
 
 class TaskSubmitSerializer(serializers.Serializer):
@@ -42,6 +43,13 @@ class TaskSubmitSerializer(serializers.Serializer):
     )
     # Only servers of this group may run the job.
     group = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    # Seconds the job may wait to start before it becomes TIMEOUT (default per type).
+    queue_timeout = serializers.IntegerField(
+        required=False, min_value=1, max_value=policy.QUEUE_TIMEOUT_LIMIT_SECONDS, allow_null=True, default=None
+    )
+    max_attempts = serializers.IntegerField(
+        required=False, min_value=1, max_value=policy.MAX_ATTEMPTS_LIMIT, allow_null=True, default=None
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
@@ -67,6 +75,8 @@ class TaskSubmitSerializer(serializers.Serializer):
             "webhook_events": attrs["webhook_events"],
             "sync": attrs["sync"],
             "group": attrs["group"],
+            "queue_timeout": attrs["queue_timeout"],
+            "max_attempts": attrs["max_attempts"],
         }
 
 
@@ -85,6 +95,7 @@ class TaskSerializer(serializers.ModelSerializer):
     # The task-manager document's fan-out jobs; a Back.Serv job runs as one unit on one
     # worker, so it never has any.
     subtasks = serializers.SerializerMethodField()
+    queue_timeout = serializers.IntegerField(source="queue_timeout_seconds", read_only=True)
 
     class Meta:
         model = Task
@@ -99,6 +110,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "result",
             "error",
             "attempts",
+            "max_attempts",
+            "queue_timeout",
+            "run_after",
             "cancel_requested",
             "queue_position",
             "eta_seconds",
@@ -163,6 +177,27 @@ def output_download_url(output: dict[str, Any], request: Request | None) -> str 
     path (signed and expiring, see backserv_site.media), absolute."""
     path = output.get("path")
     return absolute_url(media_url(path) if path else output.get("url"), request)
+
+
+class TaskDetailSerializer(TaskSerializer):
+    """One job, with every attempt it took (read from its event log)."""
+
+    attempts_history = serializers.SerializerMethodField()
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "attempts_history"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempts_history(self, task: Task) -> list[dict[str, Any]]:
+        return [
+            {**attempt, **{key: _iso(attempt[key]) for key in ("claimed_at", "started_at", "ended_at")}}
+            for attempt in task_attempts_history(task=task)
+        ]
+
+
+def _iso(moment: Any) -> str | None:
+    return serializers.DateTimeField().to_representation(moment) if moment else None
 
 
 def absolute_url(url: str | None, request: Request | None) -> str | None:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tasks.api import client_views, views
+from tasks.api import client_views, stats, views
 
 urlpatterns = [
+    path("stats/tasks", stats.TaskStatsView.as_view(), name="stats-tasks"),
+    path("stats/hourly", stats.HourlyStatsView.as_view(), name="stats-hourly"),
     path("tasks", views.TaskListCreateView.as_view(), name="task-list"),
     # Before tasks/<id>: "batch" is not a job id.
     path("tasks/batch", client_views.TaskBatchView.as_view(), name="task-batch"),

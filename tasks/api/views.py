@@ -32,7 +32,7 @@ from tasks.api.schema import (
     TASK_REPORT_EXAMPLES,
     errors,
 )
-from tasks.api.serializers import TaskSerializer, TaskSubmitSerializer
+from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubmitSerializer
 from tasks.errors import InvalidInput, NotFound
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
@@ -199,9 +199,11 @@ class TaskDetailView(APIView):
         task = task_report_from_server(server=request.auth, task=task, **report.validated_data)
         return Response(TaskSerializer(task, context={"request": request}).data)
 
-    @extend_schema(summary="Get a job", responses={200: TaskSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES)
+    @extend_schema(
+        summary="Get a job", responses={200: TaskDetailSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES
+    )
     def get(self, request: Request, task_id: str) -> Response:
-        return Response(TaskSerializer(owned_task(request, task_id), context={"request": request}).data)
+        return Response(TaskDetailSerializer(owned_task(request, task_id), context={"request": request}).data)
 
     @extend_schema(
         summary="Delete a finished or queued job and its files",

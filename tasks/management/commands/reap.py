@@ -10,7 +10,10 @@ from tasks.sweeper import sweep_once
 
 
 class Command(BaseCommand):
-    help = "Run the sweeps once (requeue jobs with expired leases, re-send lost messages), or forever with --loop."
+    help = (
+        "Run the sweeps once (requeue jobs with expired leases, time out jobs past their queue deadline, "
+        "re-send lost messages), or forever with --loop."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--loop", action="store_true")
@@ -19,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, loop: bool, interval: float, **options: Any) -> None:
         while True:
             counts = sweep_once()
-            self.stdout.write(f"requeued {counts['requeued']}, redispatched {counts['redispatched']}")
+            self.stdout.write(", ".join(f"{name} {count}" for name, count in counts.items()))
             if not loop:
                 return
             time.sleep(interval)
