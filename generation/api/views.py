@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -14,8 +12,8 @@ from generation import services
 from generation.api.schema import UPLOAD_EXAMPLES, UPLOAD_LIST_EXAMPLES
 from generation.api.serializers import UploadCreateSerializer, UploadSerializer
 from generation.models import Upload
+from tasks.api.lookup import one_or_not_found
 from tasks.api.schema import errors
-from tasks.errors import NotFound
 
 
 def owned_uploads(request: Request) -> QuerySet[Upload]:
@@ -23,15 +21,7 @@ def owned_uploads(request: Request) -> QuerySet[Upload]:
 
 
 def owned_upload(request: Request, upload_id: str) -> Upload:
-    # Someone else's upload is as not-found as one that never existed.
-    try:
-        pk = uuid.UUID(upload_id)
-    except ValueError:
-        pk = None
-    upload = owned_uploads(request).filter(pk=pk).first() if pk else None
-    if upload is None:
-        raise NotFound(f"Upload {upload_id} not found.")
-    return upload
+    return one_or_not_found(owned_uploads(request), upload_id, "Upload")
 
 
 @extend_schema_view(

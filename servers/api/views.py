@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -39,6 +37,7 @@ from servers.api.serializers import (
 )
 from servers.authentication import IsServer, ServerKeyAuthentication
 from servers.models import Server
+from tasks.api.lookup import one_or_not_found
 from tasks.api.schema import errors
 from tasks.errors import NotFound
 
@@ -48,14 +47,7 @@ WITH_SERVER_KEYS = [ServerKeyAuthentication, *api_settings.DEFAULT_AUTHENTICATIO
 
 
 def server_or_404(server_id: str) -> Server:
-    try:
-        pk = uuid.UUID(server_id)
-    except ValueError:
-        pk = None
-    server = Server.objects.filter(pk=pk).first() if pk else None
-    if server is None:
-        raise NotFound(f"Server {server_id} not found.")
-    return server
+    return one_or_not_found(Server.objects.all(), server_id, "Server")
 
 
 class StaffView(APIView):

@@ -3,7 +3,6 @@ webhook secret and webhook deliveries."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -16,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiTokenAuthentication, QueryTokenAuthentication
 from tasks import services
 from tasks.api.errors import error_body
+from tasks.api.lookup import one_or_not_found
 from tasks.api.schema import DELIVERY_EXAMPLES, DELIVERY_LIST_EXAMPLES, TASK_EXAMPLE, errors
 from tasks.api.serializers import (
     BatchResponseSerializer,
@@ -26,7 +26,7 @@ from tasks.api.serializers import (
     WebhookSecretSerializer,
 )
 from tasks.api.views import owned_task
-from tasks.errors import DomainError, NotFound, flatten_validation_errors
+from tasks.errors import DomainError, flatten_validation_errors
 from tasks.models import WebhookDelivery
 from tasks.streams import parse_event_id, task_events_sse_blocking
 from tasks.webhooks import webhook_redeliver, webhook_secret_get, webhook_secret_rotate
@@ -216,12 +216,8 @@ class WebhookRedeliverView(APIView):
         examples=DELIVERY_EXAMPLES,
     )
     def post(self, request: Request, delivery_id: str) -> Response:
-        try:
-            pk = uuid.UUID(delivery_id)
-        except ValueError:
-            pk = None
-        delivery = WebhookDelivery.objects.filter(pk=pk, task__owner=request.user).first() if pk else None
-        if delivery is None:
-            raise NotFound(f"Webhook delivery {delivery_id} not found.")
+        delivery = one_or_not_found(
+            WebhookDelivery.objects.filter(task__owner=request.user), delivery_id, "Webhook delivery"
+        )
         delivery = webhook_redeliver(delivery=delivery)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

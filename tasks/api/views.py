@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import django_filters
@@ -22,6 +21,7 @@ from servers.api.views import WITH_SERVER_KEYS
 from servers.authentication import IsServer
 from servers.remote import task_report_from_server
 from tasks import services
+from tasks.api.lookup import one_or_not_found
 from tasks.api.schema import (
     DELETED_EXAMPLE,
     IDEMPOTENCY_HEADER,
@@ -33,7 +33,7 @@ from tasks.api.schema import (
     errors,
 )
 from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubmitSerializer
-from tasks.errors import InvalidInput, NotFound
+from tasks.errors import InvalidInput
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
 from tasks.waiting import WAIT_HEADER, wait_until_finished_blocking
@@ -51,16 +51,7 @@ def owned_tasks(request: Request) -> QuerySet[Task]:
 
 
 def owned_task(request: Request, task_id: str) -> Task:
-    # A malformed id is simply not found, and so is someone else's job: the API never
-    # tells whether an id exists for another user.
-    try:
-        pk = uuid.UUID(task_id)
-    except ValueError:
-        pk = None
-    task = owned_tasks(request).filter(pk=pk).first() if pk else None
-    if task is None:
-        raise NotFound(f"Task {task_id} not found.")
-    return task
+    return one_or_not_found(owned_tasks(request), task_id, "Task")
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -164,14 +155,7 @@ class TaskListCreateView(generics.ListAPIView):
 
 def server_task(server: Server, task_id: str) -> Task:
     """A job routed to this server; any other is not found, as for users."""
-    try:
-        pk = uuid.UUID(task_id)
-    except ValueError:
-        pk = None
-    task = Task.objects.filter(pk=pk, server=server).first() if pk else None
-    if task is None:
-        raise NotFound(f"Task {task_id} not found.")
-    return task
+    return one_or_not_found(Task.objects.filter(server=server), task_id, "Task")
 
 
 class TaskDetailView(APIView):
