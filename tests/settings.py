@@ -48,3 +48,7 @@ STATIC_ROOT = BASE_DIR / "static"  # noqa: F405  (exists; silences WhiteNoise in
 # In-process workers are not servers unless a test registers them; remote servers in
 # tests answer at once, so retries need no backoff.
 SERVERS = {**SERVERS, "REGISTER_WORKERS": False, "REMOTE_RETRY_BACKOFF_SECONDS": 0.01}
+
+# Rate-limit counters must not leak between tests through a shared Redis; the test of
+# the Redis cache itself uses CACHE_URL explicitly.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
