@@ -50,6 +50,8 @@ ROUTES: dict[str, tuple[str, str, Any]] = {
     "POST /servers": ("post", "/api/v1/servers", SERVER),
     "GET /servers/{id}": ("get", "/api/v1/servers/{server}", None),
     "POST /servers/{id}/heartbeat": ("post", "/api/v1/servers/{server}/heartbeat", {"status": "online"}),
+    "GET /stats/tasks": ("get", "/api/v1/stats/tasks", None),
+    "GET /stats/load-balancer": ("get", "/api/v1/stats/load-balancer", None),
 }
 
 CALLERS = {
@@ -84,6 +86,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "POST /servers": (401, 403, 403, 403, 403, 201, 403, 403),
     "GET /servers/{id}": (401, 403, 403, 403, 403, 200, 403, 403),
     "POST /servers/{id}/heartbeat": (401, 401, 401, 401, 401, 401, 401, 200),
+    "GET /stats/tasks": (401, 403, 403, 403, 403, 200, 403, 401),
+    "GET /stats/load-balancer": (401, 403, 403, 403, 403, 200, 403, 403),
 }
 assert set(MATRIX) == set(ROUTES)
 
@@ -134,7 +138,8 @@ def test_auth_matrix(request: pytest.FixtureRequest, owned: dict[str, str], call
 
     assert response.status_code == expected, response.content
     if expected == 403 and who not in (None, "server") and method != "put":
-        needed = "admin" if "/servers" in path else ("read" if method == "get" else "write")
+        staff_only = "/servers" in path or "/stats" in path
+        needed = "admin" if staff_only else ("read" if method == "get" else "write")
         assert response.json()["code"] == "insufficient_scope"
         assert f"'{needed}' scope" in response.json()["detail"]
 
