@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import dramatiq
 from django.conf import settings
@@ -30,6 +31,25 @@ def _check_broker() -> str:
     return "ok"
 
 
+def workers_online() -> str:
+    """Reported, never a reason for 503: the API takes jobs while workers are away (they
+    wait PENDING). "embedded": the workers are threads of this very process."""
+    if not settings.DISTRIBUTED and not settings.SERVERS["REGISTER_WORKERS"]:
+        return "embedded"
+    from django.utils import timezone
+
+    from servers.models import Server, ServerKind, ServerStatus
+
+    servers = settings.SERVERS
+    cutoff = timezone.now() - timedelta(seconds=servers["HEARTBEAT_INTERVAL_SECONDS"] * servers["HEARTBEAT_MISSES"])
+    alive = (
+        Server.objects.filter(kind=ServerKind.WORKER, last_heartbeat_at__gte=cutoff)
+        .exclude(status=ServerStatus.OFFLINE)
+        .count()
+    )
+    return f"{alive} online" if alive else "none"
+
+
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {}
@@ -40,10 +60,15 @@ def health(request: HttpRequest) -> JsonResponse:
             logger.warning("health check %s failed: %s", name, error)
             checks[name] = f"error: {type(error).__name__}"
     healthy = all(value == "ok" for value in checks.values())
+    try:
+        workers = workers_online()
+    except Exception as error:
+        workers = f"error: {type(error).__name__}"
     body = {
         "status": "ok" if healthy else "unavailable",
         "service": "backserv",
         "version": settings.VERSION,
         "checks": checks,
+        "workers": workers,
     }
     return JsonResponse(body, status=200 if healthy else 503)
