@@ -33,7 +33,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from accounts.models import User  # noqa: E402
+from accounts.models import Scope, User  # noqa: E402
 from accounts.services import api_token_create  # noqa: E402
 
 TARGET_MS = 300
@@ -108,7 +108,8 @@ def main() -> None:
     if not options.keep:
         print(f"filling {options.rows:,} jobs over {DAYS} days: {fill(options.rows, staff):.1f} s")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=staff, name='bench').secret}")
+    token = api_token_create(user=staff, name="bench", scopes=[Scope.READ, Scope.ADMIN])
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.secret}")
     console = Client()
     console.force_login(staff)
     day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400 * 3))
