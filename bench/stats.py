@@ -33,7 +33,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from accounts.models import User  # noqa: E402
+from accounts.models import Scope, User  # noqa: E402
 from accounts.services import api_token_create  # noqa: E402
 
 TARGET_MS = 300
@@ -44,7 +44,8 @@ INSERT INTO tasks_task (
     id, owner_id, user_label, task_type, params, priority, state, progress, result, error_code, error_message,
     attempts, max_attempts, queue_timeout_seconds, queued_at, queue_deadline, run_after, queue_name,
     dispatched_at, worker, claimed_at, lease_expires_at, cancel_requested,
-    submitted_at, started_at, completed_at, updated_at
+    submitted_at, started_at, completed_at, updated_at,
+    server_id, "group", wait_reason, webhook, webhook_events, idempotency_key, request_fingerprint
 )
 SELECT
     gen_random_uuid(), %(owner)s, '', 'image_creation', '{"prompt": "bench"}'::jsonb, 5,
@@ -56,7 +57,8 @@ SELECT
     CASE WHEN outcome.state IN ('SUCCESS', 'FAILURE') THEN at.submitted + interval '2 seconds' END,
     CASE WHEN outcome.state IN ('SUCCESS', 'FAILURE')
          THEN at.submitted + interval '2 seconds' + (n %% 60) * interval '1 second' END,
-    at.submitted
+    at.submitted,
+    NULL, '', '', '', '[]'::jsonb, '', ''
 FROM generate_series(1, %(rows)s) AS n
 CROSS JOIN LATERAL (
     SELECT now() - (n::double precision / %(rows)s) * interval '%(days)s days' AS submitted
@@ -73,7 +75,7 @@ CROSS JOIN LATERAL (
 def fill(rows: int, owner: User) -> float:
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tasks_taskevent, tasks_task")
+        cursor.execute("TRUNCATE tasks_task CASCADE")
         cursor.execute(FILL, {"owner": owner.pk, "rows": rows, "days": DAYS})
         # What autovacuum does soon after a bulk load; the visibility map lets counts by
         # state use index-only scans.
@@ -106,7 +108,8 @@ def main() -> None:
     if not options.keep:
         print(f"filling {options.rows:,} jobs over {DAYS} days: {fill(options.rows, staff):.1f} s")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=staff, name='bench').secret}")
+    token = api_token_create(user=staff, name="bench", scopes=[Scope.READ, Scope.ADMIN])
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.secret}")
     console = Client()
     console.force_login(staff)
     day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400 * 3))
