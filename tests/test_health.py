@@ -5,7 +5,9 @@ from django.test import Client
 
 
 @pytest.mark.django_db
-def test_health_reports_each_check_without_auth() -> None:
+def test_health_reports_each_check_without_auth(settings: object) -> None:
+    settings.DISTRIBUTED = False  # type: ignore[attr-defined]  # embedded: workers are this process's threads
+    settings.SERVERS = {**settings.SERVERS, "REGISTER_WORKERS": False}  # type: ignore[attr-defined]
     response = Client().get("/health")
     assert response.status_code == 200
     body = response.json()
