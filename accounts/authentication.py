@@ -6,6 +6,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.jwt import JwtGrant, JwtRefused, jwt_verify, looks_like_jwt
 from accounts.models import ApiToken, User
 from accounts.services import api_token_touch, split_token, token_hash
 
@@ -83,6 +84,23 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         return _authenticate(raw)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class JwtAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <JWT>` (see accounts.jwt). Only claims JWT-shaped tokens,
+    so it can stand before the API-token and server-key classes."""
+
+    def authenticate(self, request: Request) -> tuple[User, JwtGrant] | None:
+        raw = token_from_authorization(authentication.get_authorization_header(request))
+        if raw is None or not looks_like_jwt(raw):
+            return None
+        try:
+            return jwt_verify(raw)
+        except JwtRefused as refused:
+            raise exceptions.AuthenticationFailed(refused.message, code=refused.code) from None
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
+from accounts.jwt import JwtGrant
 from accounts.models import ApiToken, Scope, User
 
 if TYPE_CHECKING:
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def token_scopes(user: User, token: ApiToken | None) -> frozenset[str]:
-    """The scopes a user carries with a token (None: a browser session, which carries
-    every scope its account allows). Admin only ever for a staff user, so a user who
+def token_scopes(user: User, token: ApiToken | JwtGrant | None) -> frozenset[str]:
+    """The scopes a user carries with a token or JWT (None: a browser session, which
+    carries every scope its account allows). Admin only ever for a staff user, so a user who
     lost staff status loses it with every token at once."""
     scopes = set(token.scopes) if token is not None else set(Scope.values)
     if not user.is_staff:
@@ -41,7 +42,7 @@ def request_scopes(request: Request) -> frozenset[str]:
     user = request.user
     if not (user and user.is_authenticated):
         return frozenset()
-    return token_scopes(user, request.auth if isinstance(request.auth, ApiToken) else None)
+    return token_scopes(user, request.auth if isinstance(request.auth, (ApiToken, JwtGrant)) else None)
 
 
 def has_admin_access(request: Request) -> bool:

@@ -109,7 +109,7 @@ _SQLITE_OPTIONS = {
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     # 0 by default: under ASGI each request may run on a different thread, and a kept
-    # connection per thread would exhaust Postgres. Workers may raise it.
+    # connection per thread would exhaust Postgres.
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0), conn_health_checks=True
@@ -185,7 +185,7 @@ REST_FRAMEWORK = {
         "task_create": env_rate("RATE_LIMIT_TASK_CREATE", "50/min"),
         "server_registration": env_rate("RATE_LIMIT_SERVER_REGISTRATION", "10/min"),
     },
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "tasks.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "tasks.api.errors.exception_handler",
@@ -206,6 +206,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The distributed-system document's routes have their own description (/openapi.json).
+    "PREPROCESSING_HOOKS": ["tasks.compat.distributed_schema.exclude_from_backserv_schema"],
+    # Request bodies are documented as JSON, what clients are told to send; the parsers
+    # still take form posts. Uploads name multipart themselves.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": "tasks.models.TaskState",
         "WebhookEventEnum": "tasks.models.WebhookEvent",
@@ -213,6 +218,14 @@ SPECTACULAR_SETTINGS = {
         "ReportedStateEnum": "servers.remote.REPORTED_STATES",
     },
 }
+
+# JWT bearer tokens (HS256) of the distributed-system document (shared/seeds/004): they
+# open only its routes (/api/task, /api/servers, /api/stats). Unset: JWTs are refused;
+# there is no default, since a known key would let anyone mint an admin token.
+JWT_SECRET = env_secret("JWT_SECRET")
+if JWT_SECRET and len(JWT_SECRET.encode()) < 32:
+    # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+    raise ImproperlyConfigured("JWT_SECRET must be at least 32 bytes long (HS256 keys shorter than that are weak).")
 
 # Cache (rate-limit counters) -------------------------------------------------------
 
@@ -240,6 +253,7 @@ _DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.Retries",
     "dramatiq.middleware.CurrentMessage",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "tasks.middleware.WorkerConnectionsMiddleware",
     "tasks.middleware.SweeperMiddleware",
     "generation.middleware.ModelPreloadMiddleware",
     "servers.middleware.ServerPresenceMiddleware",
@@ -250,7 +264,7 @@ def dramatiq_broker_settings(url: str) -> dict:
     """DRAMATIQ_BROKER for a broker URL; always set explicitly (see FACTS: 0.15.0's
     defaults name a middleware that dramatiq 2.x removed)."""
     if url.startswith(("redis://", "rediss://")):
-        broker, options = "dramatiq.brokers.redis.RedisBroker", {"url": url}
+        broker, options = "tasks.brokers.PromptRedisBroker", {"url": url}
     elif url.startswith(("amqp://", "amqps://")):
         broker, options = "dramatiq.brokers.rabbitmq.RabbitmqBroker", {"url": url}
     elif url == "":
@@ -281,6 +295,9 @@ BACKSERV = {
     # Progress is written at most this often (seconds) while a job runs.
     "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.25),
     "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
+    # Worker threads live as long as their process, so each keeps its database
+    # connection this long instead of opening one per message.
+    "WORKER_CONN_MAX_AGE": env_int("BACKSERV_WORKER_CONN_MAX_AGE", 300),
     # A job not started within this many seconds of being queued becomes TIMEOUT (a
     # request may give its own `queue_timeout`). The task-manager document's 30 s suits
     # a large fleet; a few GPUs with minute-long jobs need longer queues, hence 10 min.
@@ -364,6 +381,9 @@ GENERATION = {
     },
     "DEVICE": env_str("GENERATION_DEVICE", ""),
     "PIPELINE_CACHE_SIZE": env_int("PIPELINE_CACHE_SIZE", 2),
+    # Compatible waiting jobs (same type, model, size, steps) a worker runs as one
+    # pipeline call; 1 turns dynamic batching off.
+    "DYNAMIC_BATCH_SIZE": env_int("DYNAMIC_BATCH_SIZE", 4),
     # Load models when a worker starts, so the first job does not wait for the load.
     "PRELOAD_MODELS": env_bool("PRELOAD_MODELS", True),
     "MAX_WIDTH": env_int("GENERATION_MAX_WIDTH", 1024),
@@ -384,6 +404,10 @@ GENERATION = {
     "INPUT_MAX_PIXELS": env_int("INPUT_MAX_PIXELS", 4096 * 4096),
     "INPUT_FETCH_TIMEOUT_SECONDS": env_float("INPUT_FETCH_TIMEOUT_SECONDS", 15.0),
     "INPUT_MAX_REDIRECTS": env_int("INPUT_MAX_REDIRECTS", 3),
+    # A job's `output_url` (upscale): the PUT of its result, tried 3 times on connection
+    # errors and 5xx, waiting RETRY x attempt seconds between tries.
+    "OUTPUT_UPLOAD_TIMEOUT_SECONDS": env_float("OUTPUT_UPLOAD_TIMEOUT_SECONDS", 60.0),
+    "OUTPUT_UPLOAD_RETRY_SECONDS": env_float("OUTPUT_UPLOAD_RETRY_SECONDS", 1.0),
 }
 
 # No code path may fetch weights from a hub at run time; models are local directories.

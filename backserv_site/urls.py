@@ -10,6 +10,9 @@ from backserv_site.health import health
 from backserv_site.media import media_file
 from backserv_site.metrics import metrics
 from tasks.api.errors import error_body
+from tasks.compat.distributed import django_error
+from tasks.compat.distributed_docs import DocumentsSwaggerView, openapi_view
+from tasks.dashboard import dashboard_page
 
 urlpatterns = [
     path("health", health, name="health"),
@@ -20,9 +23,15 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # The task-manager (002) and distributed-system (004) documents' docs and dashboard.
+    path("openapi.json", openapi_view, name="schema"),
+    path("docs", DocumentsSwaggerView.as_view(), name="docs"),
+    path("redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="redoc"),
+    path("dashboard", dashboard_page, name="dashboard"),
+    path("dashboard/metrics", metrics, name="dashboard-metrics"),
     path("api/v1/", include("generation.api.urls")),
     path("api/v1/", include("servers.api.urls")),
-    # The other API documents' own routes (shared/seeds 000 and 003).
+    # The other API documents' own routes (shared/seeds 000, 003 and 004).
     path("", include("tasks.compat.urls")),
 ]
 
@@ -33,13 +42,14 @@ if settings.MEDIA_URL.startswith("/"):
 
 
 def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
-    return JsonResponse(error_body(detail="Not found.", code="not_found"), status=404)
+    return django_error(request, 404) or JsonResponse(error_body(detail="Not found.", code="not_found"), status=404)
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
     # Outside DRF's exception handler (plain Django views): still the one error body,
     # never a traceback.
-    return JsonResponse(error_body(detail="Internal server error.", code="internal_error"), status=500)
+    body = error_body(detail="Internal server error.", code="internal_error")
+    return django_error(request, 500) or JsonResponse(body, status=500)
 
 
 handler404 = not_found

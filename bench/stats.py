@@ -1,8 +1,9 @@
 """Stats endpoints at a million jobs (Postgres).
 
 Fills backserv_task with 1,000,000 jobs spread over 30 days (one INSERT ... SELECT
-over generate_series: seconds, not minutes), then times GET /api/v1/stats/tasks,
-/api/v1/stats/hourly and the admin dashboard through Django's test client with a staff
+over generate_series: seconds, not minutes) and run by 8 registered servers, then
+times GET /api/v1/stats/tasks, /api/v1/stats/hourly, /api/v1/stats/servers/{id} and
+the admin dashboard through Django's test client with a staff
 token (the full request path: auth, view, queries, JSON), median of several runs,
 and prints each against the 300 ms target.
 
@@ -36,6 +37,8 @@ from rest_framework.test import APIClient  # noqa: E402
 
 from accounts.models import Scope, User  # noqa: E402
 from accounts.services import api_token_create  # noqa: E402
+from servers.models import Server, ServerKind  # noqa: E402
+from servers.services import server_register  # noqa: E402
 
 TARGET_MS = 300
 DAYS = 30
@@ -59,7 +62,7 @@ SELECT
     CASE WHEN outcome.state IN ('SUCCESS', 'FAILURE')
          THEN at.submitted + interval '2 seconds' + (n %% 60) * interval '1 second' END,
     at.submitted,
-    NULL, '', '', '', '[]'::jsonb, '', ''
+    (%(servers)s::uuid[])[1 + n %% array_length(%(servers)s::uuid[], 1)], '', '', '', '[]'::jsonb, '', ''
 FROM generate_series(1, %(rows)s) AS n
 CROSS JOIN LATERAL (
     SELECT now() - (n::double precision / %(rows)s) * interval '%(days)s days' AS submitted
@@ -73,11 +76,22 @@ CROSS JOIN LATERAL (
 """
 
 
-def fill(rows: int, owner: User) -> float:
+SERVERS = 8
+
+
+def bench_servers() -> list[Server]:
+    servers = list(Server.objects.filter(name__startswith="bench-gpu-").order_by("name"))
+    for index in range(len(servers), SERVERS):
+        name = f"bench-gpu-{index:02d}"
+        servers.append(server_register(name=name, kind=ServerKind.WORKER, capabilities=["image_creation"]).server)
+    return servers
+
+
+def fill(rows: int, owner: User, servers: list[Server]) -> float:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE tasks_task CASCADE")
-        cursor.execute(FILL, {"owner": owner.pk, "rows": rows, "days": DAYS})
+        cursor.execute(FILL, {"owner": owner.pk, "rows": rows, "days": DAYS, "servers": [s.pk for s in servers]})
         # What autovacuum does soon after a bulk load; the visibility map lets counts by
         # state use index-only scans.
         cursor.execute("VACUUM ANALYZE tasks_task")
@@ -106,8 +120,9 @@ def main() -> None:
         sys.exit("bench/stats.py needs DATABASE_URL=postgres://...")
     call_command("migrate", verbosity=0)
     staff, _ = User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True, "is_superuser": True})
+    servers = bench_servers()
     if not options.keep:
-        print(f"filling {options.rows:,} jobs over {DAYS} days: {fill(options.rows, staff):.1f} s")
+        print(f"filling {options.rows:,} jobs over {DAYS} days: {fill(options.rows, staff, servers):.1f} s")
     api = APIClient()
     token = api_token_create(user=staff, name="bench", scopes=[Scope.READ, Scope.ADMIN])
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.secret}")
@@ -118,6 +133,7 @@ def main() -> None:
         ("GET /api/v1/stats/tasks", api, f"/api/v1/stats/tasks?date={day}"),
         ("GET /api/v1/stats/hourly", api, f"/api/v1/stats/hourly?date={day}"),
         ("GET /api/v1/stats/tasks (today)", api, "/api/v1/stats/tasks"),
+        ("GET /api/v1/stats/servers/{id}", api, f"/api/v1/stats/servers/{servers[0].pk}?date={day}"),
         ("admin dashboard (24 h)", console, "/admin/tasks/task/dashboard/"),
     ]
     print(f"{'endpoint':36} {'median ms':>10} {'max ms':>8}  target {TARGET_MS} ms")

@@ -18,9 +18,9 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError, connection
 
+from generation.delivery import output_put
 from generation.inputs import resolve_images
 from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
@@ -57,71 +57,139 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     waiting job keeps exactly one message in flight. A message left on a queue X was
     routed away from (its server went offline or into maintenance) is stale: X's new
     queue has its own message, and this worker may not run that queue's jobs.
+
+    Waiting jobs that can share the claimed job's pipeline call are claimed with it
+    (dynamic batching); their own messages then find them taken and do nothing.
     """
     hint = Task.objects.filter(pk=task_id).values_list("state", "queue_name").first()
     if hint is None or hint[0] != TaskState.PENDING or not hint[1]:
         return
     if queue_name is not None and hint[1] != queue_name:
         return
-    task = services.task_claim_next(queue_name=hint[1], worker=worker_name())
+    worker = worker_name()
+    task = services.task_claim_next(queue_name=hint[1], worker=worker)
     if task is None:
         return
+    batch = [task]
     try:
-        run_claimed(task)
+        limit = settings.GENERATION["DYNAMIC_BATCH_SIZE"] - 1
+        batch += services.task_claim_companions(leader=task, worker=worker, limit=limit)
+        run_claimed(batch)
     finally:
-        if str(task.pk) != str(task_id):
+        if all(str(claimed.pk) != str(task_id) for claimed in batch):
             services.task_redispatch(task_id=task_id)
 
 
-def run_claimed(task: Task) -> None:
-    with _lease_kept(task):
-        if not services.task_start(task=task):
-            task.refresh_from_db()
-            if task.state in ACTIVE_STATES and task.cancel_requested:
-                services.task_revoke_running(task=task)
+def run_claimed(tasks: list[Task]) -> None:
+    """Run claimed jobs of one batch key (or a single job) as one pipeline call and
+    record each job's own outcome."""
+    with _leases_kept(tasks):
+        started = [task for task in tasks if _start(task, batch_size=len(tasks))]
+        if not started:
             return
+        steps = BatchSteps(started)
         try:
-            outputs, metadata = _run_pipeline(task)
-        except TaskCancelled:
-            services.task_revoke_running(task=task)
+            results = _run_pipeline(started, steps)
+        except BatchStopped:
             return
-        except TaskOverTime:
-            services.task_time_out_running(task=task, limit_seconds=policy.run_time_limit_seconds(task.task_type))
+        except PipelineInputError as error:
+            for task in steps.running:
+                services.task_fail(task=task, code=error.code, message=error.message)
             return
-        except TaskLost:
-            logger.warning("task %s was taken over by another worker; dropping this run", task.pk)
+        except Exception as error:
+            logger.exception("task(s) %s failed", ", ".join(str(task.pk) for task in steps.running))
+            for task in steps.running:
+                services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
             return
+        for task, (outputs, metadata) in zip(started, results, strict=True):
+            # A job stopped mid-batch was settled then; its image is discarded.
+            if task in steps.running:
+                _finish(task, outputs, metadata)
+
+
+def _start(task: Task, *, batch_size: int) -> bool:
+    if services.task_start(task=task, batch_size=batch_size):
+        return True
+    task.refresh_from_db()
+    if task.state in ACTIVE_STATES and task.cancel_requested:
+        services.task_revoke_running(task=task)
+    return False
+
+
+def _finish(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> None:
+    output_url = task.params.get("output_url")
+    if output_url and outputs:
+        try:
+            output_put(url=output_url, output=outputs[0])
         except PipelineInputError as error:
             services.task_fail(task=task, code=error.code, message=error.message)
             return
-        except Exception as error:
-            logger.exception("task %s failed", task.pk)
-            services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
-            return
-        stored = outputs_store(task=task, outputs=outputs)
-        result = {**metadata, "outputs": stored, "url": stored[0]["url"] if stored else None}
-        if not services.task_succeed(task=task, result=result):
-            outputs_discard(stored)
+        metadata = {**metadata, "output_url": output_url}
+    stored = outputs_store(task=task, outputs=outputs)
+    result = {**metadata, "outputs": stored, "url": stored[0]["url"] if stored else None}
+    if not services.task_succeed(task=task, result=result):
+        outputs_discard(stored)
 
 
-def _run_pipeline(task: Task) -> tuple[list[Any], dict[str, Any]]:
-    spec = task_type_spec(task.task_type)
+def _run_pipeline(tasks: list[Task], steps: BatchSteps) -> list[tuple[list[Any], dict[str, Any]]]:
+    spec = task_type_spec(tasks[0].task_type)
     module = importlib.import_module(spec.pipeline_module)
-    on_step = StepReporter(task)
     # Inputs are fetched before the model is taken: a slow download must not hold it.
-    params = resolve_images(task=task, params=task.params, fields=spec.image_fields)
-    with pipeline_cache().use(spec, task.params) as pipeline:
-        on_step.check()
-        return module.run(pipeline, params, on_step)
+    # (Batched types take no image inputs, so a bad input only ever fails its own job.)
+    params = [resolve_images(task=task, params=task.params, fields=spec.image_fields) for task in tasks]
+    with pipeline_cache().use(spec, tasks[0].params) as pipeline:
+        steps.check()
+        if len(tasks) == 1:
+            return [module.run(pipeline, params[0], steps)]
+        return module.run_batch(pipeline, params, steps)
 
 
 def _error_code(error: Exception) -> str:
     if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
         return "OUT_OF_MEMORY"
-    if isinstance(error, (OSError, TimeoutError)):
-        # A disk, a network share or the storage backend failing: worth another attempt.
+    if isinstance(error, (OSError, TimeoutError, OperationalError, InterfaceError)):
+        # A disk, a network share, the storage backend or the database connection
+        # failing (a step's check runs a query): worth another attempt.
         return "TRANSIENT_IO"
     return "PIPELINE_ERROR"
+
+
+class BatchStopped(Exception):
+    """Every job of the pipeline call was stopped (cancelled, timed out or lost)."""
+
+
+class BatchSteps:
+    """The step callback of one pipeline call: each job's own StepReporter checks and
+    reports it. A job stopped mid-call is settled at once (REVOKED, TIMEOUT, or left to
+    its new owner when lost) and its share of the work discarded; the call goes on for
+    the others and is abandoned when none is left."""
+
+    def __init__(self, tasks: list[Task]):
+        self.reporters = {task.pk: StepReporter(task) for task in tasks}
+        self.running = list(tasks)
+
+    def check(self) -> None:
+        self._each(lambda reporter: reporter.check())
+
+    def __call__(self, step: int, total: int) -> None:
+        self._each(lambda reporter: reporter(step, total))
+
+    def _each(self, call: Any) -> None:
+        for task in list(self.running):
+            try:
+                call(self.reporters[task.pk])
+            except TaskCancelled:
+                services.task_revoke_running(task=task)
+            except TaskOverTime:
+                limit = policy.run_time_limit_seconds(task.task_type)
+                services.task_time_out_running(task=task, limit_seconds=limit)
+            except TaskLost:
+                logger.warning("task %s was taken over by another worker; dropping this run", task.pk)
+            else:
+                continue
+            self.running.remove(task)
+        if not self.running:
+            raise BatchStopped()
 
 
 class StepReporter:
@@ -135,20 +203,24 @@ class StepReporter:
     def __init__(self, task: Task):
         self.task = task
         self.interval = settings.BACKSERV["PROGRESS_INTERVAL_SECONDS"]
-        self.limit_seconds = policy.run_time_limit_seconds(task.task_type)
+        # Created as the job starts; the clock is monotonic so a clock step cannot end it.
+        self.deadline = time.monotonic() + policy.run_time_limit_seconds(task.task_type)
         self._last_write = 0.0
+        # The check runs on every step: compiled once, it costs one indexed read, not
+        # an ORM query build (which took longer than a tiny model's step).
+        self._check_sql = (
+            Task.objects.filter(pk=task.pk).values_list("state", "worker", "attempts", "cancel_requested").query
+        ).sql_with_params()
 
     def check(self) -> None:
-        row = (
-            Task.objects.filter(pk=self.task.pk)
-            .values_list("state", "worker", "attempts", "cancel_requested", "started_at")
-            .first()
-        )
-        if row is None or row[0] != TaskState.STARTED or row[1:3] != (self.task.worker, self.task.attempts):
+        with connection.cursor() as cursor:
+            cursor.execute(*self._check_sql)
+            row = cursor.fetchone()
+        if row is None or row[0] != TaskState.STARTED or (row[1], row[2]) != (self.task.worker, self.task.attempts):
             raise TaskLost()
         if row[3]:
             raise TaskCancelled()
-        if (timezone.now() - row[4]).total_seconds() > self.limit_seconds:
+        if time.monotonic() > self.deadline:
             raise TaskOverTime()
 
     def __call__(self, step: int, total: int) -> None:
@@ -160,22 +232,22 @@ class StepReporter:
 
 
 @contextmanager
-def _lease_kept(task: Task) -> Iterator[None]:
-    """Renew the job's lease from a side thread while it runs: model loads and long
+def _leases_kept(tasks: list[Task]) -> Iterator[None]:
+    """Renew the jobs' leases from a side thread while they run: model loads and long
     steps give the step callback no chance to."""
     stop = threading.Event()
     period = settings.BACKSERV["LEASE_SECONDS"] / 3
 
     def renew() -> None:
+        held = list(tasks)
         try:
-            while not stop.wait(period):
-                if not services.task_lease_renew(task=task):
-                    return
+            while held and not stop.wait(period):
+                held = [task for task in held if services.task_lease_renew(task=task)]
         finally:
             # This thread's own connection; nothing else will close it.
             connection.close()
 
-    keeper = threading.Thread(target=renew, name=f"lease-{task.pk}", daemon=True)
+    keeper = threading.Thread(target=renew, name=f"lease-{tasks[0].pk}", daemon=True)
     keeper.start()
     try:
         yield

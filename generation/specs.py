@@ -8,6 +8,7 @@ here for shape and ownership and fetched by the worker.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from generation.delivery import OutputUrlField
 from generation.inputs import ImageInputField
 from tasks.errors import InvalidInput, flatten_validation_errors
 
@@ -117,6 +119,8 @@ class ImageUpscaleParams(StrictParams):
     steps = serializers.IntegerField(required=False, min_value=1)
     guidance_scale = serializers.FloatField(required=False, min_value=0.0, max_value=30.0)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=MAX_SEED)
+    # Where to PUT the result image too (a presigned upload URL), once it is made.
+    output_url = OutputUrlField(required=False)
 
     def validate_scale_factor(self, value: int) -> int:
         if value not in UPSCALE_FACTORS:
@@ -184,9 +188,27 @@ class TaskTypeSpec:
     # Which settings.GENERATION["MODELS"] entry a job runs on (None: no model folder);
     # by default the entry named after the task type.
     model_for: Callable[[dict[str, Any]], str | None] | None = None
+    # For a type whose pipeline module has run_batch: the params a job must share with
+    # others to run in one pipeline call with them (None: this job runs alone).
+    batch_params_for: Callable[[dict[str, Any]], tuple[Any, ...] | None] | None = None
 
     def model_key(self, params: dict[str, Any]) -> str | None:
         return self.model_for(params) if self.model_for is not None else self.name
+
+    def batch_key(self, params: dict[str, Any]) -> str:
+        """Jobs with the same non-empty key can run as one pipeline call (dynamic batching)."""
+        shared = self.batch_params_for(params) if self.batch_params_for is not None else None
+        if shared is None:
+            return ""
+        return json.dumps([self.name, self.model_key(params), *shared])
+
+
+def _image_creation_batch_params(params: dict[str, Any]) -> tuple[Any, ...] | None:
+    # A job's several images come from one noise draw of its seed; in a batch each image
+    # has its own generator, so only one-image jobs give in a batch what they give alone.
+    if params.get("num_images", 1) != 1:
+        return None
+    return (params["width"], params["height"], params["steps"], params["guidance_scale"])
 
 
 def _upscale_model(params: dict[str, Any]) -> str | None:
@@ -201,6 +223,7 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
             params=ImageCreationParams,
             pipeline_module="generation.pipelines.image_creation",
             description="Text to image with a Stable Diffusion model.",
+            batch_params_for=_image_creation_batch_params,
         ),
         TaskTypeSpec(
             name="image_to_image",

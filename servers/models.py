@@ -33,7 +33,12 @@ class Server(models.Model):
     predict_url = models.URLField(blank=True)
     health_url = models.URLField(blank=True)
     metrics_url = models.URLField(blank=True)
-    capabilities = models.JSONField(default=list, blank=True)  # task types it runs
+    # The server's own key for calls we make to it (the distributed-system document's
+    # apiKey): sent as `Authorization: Bearer` with each job and health check. Kept in
+    # the clear because it has to be sent; it opens nothing here.
+    api_key = models.CharField(max_length=500, blank=True)
+    # Task types it runs; a remote server may also declare other job types it runs itself.
+    capabilities = models.JSONField(default=list, blank=True)
     groups = models.JSONField(default=list, blank=True)
     priority = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])  # weight
     max_concurrent = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
@@ -88,3 +93,18 @@ class LoadBalancer(models.Model):
 
     def __str__(self) -> str:
         return f"load balancer ({self.algorithm})"
+
+
+class ServerStatusChange(models.Model):
+    """A server's liveness changing (online, offline, degraded): the record its uptime
+    is measured from. Written only when the status really changes."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="status_changes")
+    status = models.CharField(max_length=12, choices=[(value, value) for value in LIVENESS_STATUSES])
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["server", "at"], name="server_status_change_at")]
+
+    def __str__(self) -> str:
+        return f"{self.server_id} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"

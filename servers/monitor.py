@@ -12,8 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from servers.models import Server, ServerKind, ServerStatus
+from servers.remote import server_auth_headers
 from servers.routing import tasks_route_waiting
-from servers.services import server_heartbeat, servers_mark_silent_offline
+from servers.services import server_heartbeat, server_liveness_set, servers_mark_silent_offline
 from tasks.models import ACTIVE_STATES
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,11 @@ def servers_poll_health(*, now: datetime | None = None) -> int:
     for server in remotes.filter(Q(last_heartbeat_at__lt=due) | Q(last_heartbeat_at=None)):
         polled += 1
         try:
-            response = requests.get(server.health_url, timeout=settings.SERVERS["REMOTE_TIMEOUT_SECONDS"])
+            response = requests.get(
+                server.health_url,
+                headers=server_auth_headers(server),
+                timeout=settings.SERVERS["REMOTE_TIMEOUT_SECONDS"],
+            )
             healthy = response.ok
         except requests.RequestException as error:
             logger.warning("health check of %s failed: %s", server.name, error)
@@ -38,7 +43,9 @@ def servers_poll_health(*, now: datetime | None = None) -> int:
             active = server.tasks.filter(state__in=ACTIVE_STATES).count()
             server_heartbeat(server=server, active_tasks=active, metrics=server.metrics)
         else:
-            Server.objects.filter(pk=server.pk, status=ServerStatus.ONLINE).update(status=ServerStatus.DEGRADED)
+            server_liveness_set(
+                server_id=server.pk, status=ServerStatus.DEGRADED, only_if=Q(status=ServerStatus.ONLINE)
+            )
     return polled
 
 

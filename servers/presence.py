@@ -56,9 +56,12 @@ def worker_metrics() -> dict[str, Any]:
     except (OSError, KeyError, ValueError, ZeroDivisionError):
         pass
     torch = sys.modules.get("torch")  # only once a pipeline loaded it: never import it here
-    if torch is not None and torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        metrics["gpu"] = round((total - free) / total * 100, 1)
+    # While the model preload is still importing torch the module is only half there;
+    # the next heartbeat reports the GPU.
+    with contextlib.suppress(AttributeError):
+        if torch is not None and torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            metrics["gpu"] = round((total - free) / total * 100, 1)
     return metrics
 
 

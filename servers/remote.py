@@ -10,8 +10,10 @@ from uuid import UUID
 
 import requests
 from django.conf import settings
+from django.db.models import Q
 
 from servers.models import Server, ServerKind, ServerStatus
+from servers.services import server_liveness_set
 from tasks import services as task_services
 from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, Task, TaskState
@@ -46,7 +48,7 @@ def task_forward(*, task_id: UUID | str) -> bool:
         "attempt": task.attempts,
         "callback_url": task_callback_url(task.pk),
     }
-    response = _post_with_retries(server.predict_url, payload)
+    response = _post_with_retries(server.predict_url, payload, headers=server_auth_headers(server))
     if response is not None and response.ok:
         logger.info("task %s forwarded to %s", task.pk, server.name)
         return True
@@ -54,18 +56,23 @@ def task_forward(*, task_id: UUID | str) -> bool:
         message = f"The GPU server {server.name} refused the job ({response.status_code}): {response.text[:500]}"
         task_services.task_fail(task=task, code="REMOTE_REJECTED", message=message)
         return False
-    Server.objects.filter(pk=server.pk, status=ServerStatus.ONLINE).update(status=ServerStatus.DEGRADED)
+    server_liveness_set(server_id=server.pk, status=ServerStatus.DEGRADED, only_if=Q(status=ServerStatus.ONLINE))
     task_services.task_release(task=task, reason=f"server {server.name} unreachable")
     return False
 
 
-def _post_with_retries(url: str, payload: dict[str, Any]) -> requests.Response | None:
+def server_auth_headers(server: Server) -> dict[str, str]:
+    """What authenticates our calls to the server: its own API key, when it gave one."""
+    return {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
+
+
+def _post_with_retries(url: str, payload: dict[str, Any], *, headers: dict[str, str]) -> requests.Response | None:
     config = settings.SERVERS
     attempts = max(1, config["REMOTE_RETRIES"] + 1)
     response: requests.Response | None = None
     for attempt in range(attempts):
         try:
-            response = requests.post(url, json=payload, timeout=config["REMOTE_TIMEOUT_SECONDS"])
+            response = requests.post(url, json=payload, headers=headers, timeout=config["REMOTE_TIMEOUT_SECONDS"])
         except requests.RequestException as error:
             logger.warning("POST %s failed (%s), attempt %d of %d", url, error, attempt + 1, attempts)
             response = None

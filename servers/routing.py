@@ -110,15 +110,17 @@ class Router:
             and self.loads.get(server.pk, 0) < server.max_concurrent
         )
 
-    def eligible(self, *, task_type: str, group: str) -> list[Server]:
+    def eligible(self, *, task_type: str, group: str, capabilities: list[str]) -> list[Server]:
         return [
             server
             for server in self.ring
-            if self._available(server) and task_type in server.capabilities and (not group or group in server.groups)
+            if self._available(server)
+            and server_runs(server, task_type=task_type, capabilities=capabilities)
+            and (not group or group in server.groups)
         ]
 
-    def choose(self, *, task_type: str, group: str) -> Server | None:
-        candidates = self.eligible(task_type=task_type, group=group)
+    def choose(self, *, task_type: str, group: str, capabilities: list[str]) -> Server | None:
+        candidates = self.eligible(task_type=task_type, group=group, capabilities=capabilities)
         if not candidates:
             return None
         algorithm = self.balancer.algorithm
@@ -161,8 +163,8 @@ class Router:
         current[str(chosen.pk)] -= total
         return chosen
 
-    def route(self, *, task_type: str, group: str) -> Route:
-        server = self.choose(task_type=task_type, group=group)
+    def route(self, *, task_type: str, group: str, capabilities: list[str]) -> Route:
+        server = self.choose(task_type=task_type, group=group, capabilities=capabilities)
         if server is None:
             return _waiting_route()
         return Route(server=server, queue_name=server.queue_name)
@@ -174,12 +176,26 @@ class Router:
         LoadBalancer.objects.filter(pk=self.balancer.pk).update(state=self.balancer.state, updated_at=timezone.now())
 
 
-def route_new_task(*, task_type: str, group: str) -> Route:
+def server_runs(server: Server, *, task_type: str, capabilities: list[str]) -> bool:
+    """Whether a server may be sent a job. A job with capabilities is of a type Back.Serv
+    does not run itself: only a remote server declaring every one of them runs it."""
+    if capabilities:
+        return server.kind == ServerKind.REMOTE and set(capabilities) <= set(server.capabilities)
+    return task_type in server.capabilities
+
+
+def _serverless_route(capabilities: list[str]) -> Route:
+    # With no server registered, local workers take every job of ours from the shared
+    # queue; a job only a remote server can run waits for one.
+    return _waiting_route() if capabilities else _shared_route()
+
+
+def route_new_task(*, task_type: str, group: str, capabilities: list[str]) -> Route:
     """The route of a job being submitted; call inside the submit's transaction."""
     if not Server.objects.exists():
-        return _shared_route()
+        return _serverless_route(capabilities)
     router = Router.locked()
-    route = router.route(task_type=task_type, group=group)
+    route = router.route(task_type=task_type, group=group, capabilities=capabilities)
     router.save()
     return route
 
@@ -203,10 +219,10 @@ def task_destination(*, task_id: UUID | str) -> Destination | None:
     if not _needs_route(queue_name=task.queue_name, server=task.server):
         return Route(server=task.server, queue_name=task.queue_name).destination
     if not Server.objects.exists():
-        route = _shared_route()
+        route = _serverless_route(task.capabilities)
     else:
         router = Router.locked()
-        route = router.route(task_type=task.task_type, group=task.group)
+        route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
         router.save()
     if not _assign(task=task, route=route):
         return None
@@ -240,14 +256,15 @@ def tasks_route_waiting(*, limit: int = 500) -> int:
         if not Server.objects.exists():
             candidates = list(waiting.order_by("-priority", "submitted_at")[:limit])
             for task in candidates:
-                routed += _route_and_dispatch(task=task, route=_shared_route())
+                if not task.capabilities:
+                    routed += _route_and_dispatch(task=task, route=_shared_route())
             return routed
         router = Router.locked()
         # Read after taking the lock: another process may have routed some meanwhile.
         for task in waiting.order_by("-priority", "submitted_at")[:limit]:
             if not router.has_capacity():
                 break
-            route = router.route(task_type=task.task_type, group=task.group)
+            route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
             if route.server is not None:
                 routed += _route_and_dispatch(task=task, route=route)
         router.save()

@@ -10,12 +10,31 @@ from uuid import UUID
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
-from servers.models import LoadBalancer, Server, ServerStatus
+from servers.models import LoadBalancer, Server, ServerKind, ServerStatus
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 
 def milliseconds_since(moment: datetime | None, now: datetime) -> int | None:
     return None if moment is None else max(0, int((now - moment).total_seconds() * 1000))
+
+
+def server_uptime(*, server: Server, start: datetime, end: datetime, now: datetime | None = None) -> float | None:
+    """The fraction of [start, end) the server was online, counted from its registration
+    and up to now; None when that leaves no time at all."""
+    now = now or timezone.now()
+    window_start, window_end = max(start, server.registered_at), min(end, now)
+    if window_end <= window_start:
+        return None
+    changes = server.status_changes.order_by("at")
+    status = changes.filter(at__lte=window_start).values_list("status", flat=True).last() or ServerStatus.ONLINE
+    online_seconds, since = 0.0, window_start
+    for at, next_status in changes.filter(at__gt=window_start, at__lt=window_end).values_list("at", "status"):
+        if status == ServerStatus.ONLINE:
+            online_seconds += (at - since).total_seconds()
+        status, since = next_status, at
+    if status == ServerStatus.ONLINE:
+        online_seconds += (window_end - since).total_seconds()
+    return round(online_seconds / (window_end - window_start).total_seconds(), 4)
 
 
 def servers_list(*, status: str | None = None, group: str | None = None) -> list[Server]:
@@ -28,6 +47,17 @@ def servers_list(*, status: str | None = None, group: str | None = None) -> list
         servers = servers.filter(status=status, maintenance=False)
     # Groups are a JSON list, which SQLite cannot search; a registry is small.
     return [server for server in servers if not group or group in server.groups]
+
+
+def remote_servers_declaring(capabilities: Iterable[str]) -> list[Server]:
+    """Registered remote servers (whatever their status now) declaring every capability."""
+    wanted = set(capabilities)
+    # A JSON list, which SQLite cannot search; a registry is small.
+    return [server for server in Server.objects.filter(kind=ServerKind.REMOTE) if wanted <= set(server.capabilities)]
+
+
+def remote_capabilities_declared() -> set[str]:
+    return {name for server in Server.objects.filter(kind=ServerKind.REMOTE) for name in server.capabilities}
 
 
 def server_task_counts(server_ids: Iterable[UUID]) -> dict[UUID, dict[str, int]]:

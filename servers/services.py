@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from generation.specs import TASK_TYPES
 from servers.keys import server_key_new
-from servers.models import Algorithm, Server, ServerKind, ServerStatus
+from servers.models import Algorithm, Server, ServerKind, ServerStatus, ServerStatusChange
 from servers.routing import load_balancer_locked, route_waiting_on_commit, shared_queue_name
 from tasks import services as task_services
 from tasks.dispatch import dispatch_on_commit
@@ -38,6 +41,22 @@ class IssuedServer:
     key: str  # shown once, never stored
 
 
+def server_liveness_set(
+    *, server_id: UUID, status: ServerStatus, only_if: Q | None = None, now: datetime | None = None
+) -> bool:
+    """Change a server's liveness if it differs (and `only_if` still holds), and log the
+    change: uptime is measured from these records."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = Server.objects.filter(pk=server_id).exclude(status=status)
+        if only_if is not None:
+            rows = rows.filter(only_if)
+        if rows.update(status=status) != 1:
+            return False
+        ServerStatusChange.objects.create(server_id=server_id, status=status, at=now)
+    return True
+
+
 def _validate_capabilities(capabilities: list[str]) -> list[str]:
     unknown = sorted(set(capabilities) - set(TASK_TYPES))
     if unknown:
@@ -48,6 +67,19 @@ def _validate_capabilities(capabilities: list[str]) -> list[str]:
     return sorted(set(capabilities))
 
 
+# A job type a remote server runs that is not one of Back.Serv's task types
+# ("video-processing", "video"): a plain lowercase name.
+OTHER_CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,49}$")
+
+
+def _validate_other_capabilities(capabilities: list[str]) -> list[str]:
+    bad = sorted(name for name in capabilities if not OTHER_CAPABILITY.match(name))
+    if bad:
+        message = f"{bad[0]!r} is not a capability name (lowercase letters, digits, _ . : -; at most 50)."
+        raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
+    return capabilities
+
+
 def _new_server(*, name: str, kind: str, now: datetime, **fields: Any) -> IssuedServer:
     lookup, key, key_hash = server_key_new()
     server = Server(name=name, kind=kind, key_prefix=lookup, key_hash=key_hash, registered_at=now, **fields)
@@ -55,6 +87,7 @@ def _new_server(*, name: str, kind: str, now: datetime, **fields: Any) -> Issued
     try:
         with transaction.atomic():
             server.save(force_insert=True)
+            ServerStatusChange.objects.create(server=server, status=server.status, at=now)
     except IntegrityError:
         raise StateConflict(f"A server named {name!r} is already registered.", code="server_exists") from None
     return IssuedServer(server=server, key=key)
@@ -69,16 +102,26 @@ def server_register(
     health_url: str = "",
     metrics_url: str = "",
     capabilities: list[str],
+    other_capabilities: list[str] | None = None,
     groups: list[str] | None = None,
     priority: int = 1,
     max_concurrent: int = 1,
+    api_key: str = "",
 ) -> IssuedServer:
-    """Register a server (staff). A remote server needs a predict URL to be sent jobs."""
+    """Register a server (staff). A remote server needs a predict URL to be sent jobs.
+    `capabilities` are Back.Serv task types; a remote server may also declare
+    `other_capabilities`, job types it runs that Back.Serv does not (see
+    tasks.services.task_submit). `api_key` is sent to it with each job."""
     if kind == ServerKind.REMOTE and not predict_url:
         raise InvalidInput(
             "endpoints.predict is required for a remote server.",
             fields={"endpoints.predict": ["Required for a remote server."]},
         )
+    if other_capabilities and kind != ServerKind.REMOTE:
+        message = "Only remote servers declare job types other than Back.Serv's task types."
+        raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
+    others = _validate_other_capabilities(sorted(set(other_capabilities or [])))
+    declared = _validate_capabilities(capabilities) + others
     now = timezone.now()
     issued = _new_server(
         name=name,
@@ -87,7 +130,8 @@ def server_register(
         predict_url=predict_url,
         health_url=health_url,
         metrics_url=metrics_url,
-        capabilities=_validate_capabilities(capabilities),
+        api_key=api_key,
+        capabilities=sorted(set(declared)),
         groups=sorted(set(groups or [])),
         priority=priority,
         max_concurrent=max_concurrent,
@@ -108,16 +152,17 @@ def server_register_worker(*, name: str, capabilities: list[str], max_concurrent
     fields: dict[str, Any] = {
         "capabilities": _validate_capabilities(capabilities),
         "max_concurrent": max(1, max_concurrent),
-        "status": ServerStatus.ONLINE,
         "last_heartbeat_at": now,
     }
     if not Server.objects.filter(name=name).update(kind=ServerKind.WORKER, registered_at=now, **fields):
         # Workers write the database directly; their key is never used, so not kept.
         try:
-            _new_server(name=name, kind=ServerKind.WORKER, now=now, **fields)
+            _new_server(name=name, kind=ServerKind.WORKER, now=now, status=ServerStatus.ONLINE, **fields)
         except StateConflict:
             # A twin process with the same name got there first.
             Server.objects.filter(name=name).update(kind=ServerKind.WORKER, registered_at=now, **fields)
+    server_id = Server.objects.values_list("pk", flat=True).get(name=name)
+    server_liveness_set(server_id=server_id, status=ServerStatus.ONLINE, now=now)
     route_waiting_on_commit()
     logger.info("worker server %s online (%d slots, %s)", name, max_concurrent, capabilities)
     return Server.objects.get(name=name)
@@ -135,7 +180,6 @@ def server_heartbeat(
     now = timezone.now()
     with transaction.atomic():
         updated = Server.objects.filter(pk=server.pk).update(
-            status=liveness,
             last_heartbeat_at=now,
             reported_active_tasks=max(0, active_tasks),
             metrics=metrics or {},
@@ -146,7 +190,8 @@ def server_heartbeat(
             # A remote server's jobs are alive as long as it is: no worker renews them.
             deadline = now + timedelta(seconds=settings.BACKSERV["LEASE_SECONDS"])
             Task.objects.filter(server=server, state__in=ACTIVE_STATES).update(lease_expires_at=deadline)
-        if liveness == ServerStatus.ONLINE and server.status != ServerStatus.ONLINE:
+        changed = server_liveness_set(server_id=server.pk, status=liveness, now=now)
+        if changed and liveness == ServerStatus.ONLINE:
             route_waiting_on_commit()
     server.refresh_from_db()
     return server
@@ -171,7 +216,7 @@ def server_set_maintenance(*, server: Server, maintenance: bool, reason: str = "
 @transaction.atomic
 def server_go_offline(*, server: Server) -> None:
     """A worker shutting down cleanly: its running jobs finished, the rest go elsewhere."""
-    Server.objects.filter(pk=server.pk).update(status=ServerStatus.OFFLINE)
+    server_liveness_set(server_id=server.pk, status=ServerStatus.OFFLINE)
     _unroute_waiting_jobs(server=server)
 
 
@@ -194,9 +239,8 @@ def servers_mark_silent_offline(*, now: datetime | None = None) -> int:
     silent = Server.objects.exclude(status=ServerStatus.OFFLINE).filter(last_heartbeat_at__lt=cutoff)
     moved = 0
     for server in silent:
-        if Server.objects.filter(pk=server.pk, status=server.status, last_heartbeat_at=server.last_heartbeat_at).update(
-            status=ServerStatus.OFFLINE
-        ):
+        unchanged = Q(status=server.status, last_heartbeat_at=server.last_heartbeat_at)
+        if server_liveness_set(server_id=server.pk, status=ServerStatus.OFFLINE, only_if=unchanged, now=now):
             logger.warning("server %s silent since %s: offline", server.name, server.last_heartbeat_at)
             servers_release_jobs(server=server, reason="server offline")
             moved += 1

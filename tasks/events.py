@@ -4,7 +4,7 @@ Both read the event log afterwards, so this only says that something happened.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from tasks.models import Task, TaskEvent, WebhookEvent
@@ -22,13 +22,27 @@ WEBHOOK_EVENT_OF: dict[str, WebhookEvent] = {
 }
 
 
-def task_event_committed(*, task_id: UUID | str, event_id: int, event_type: str) -> None:
+class EventAudience(NamedTuple):
+    """Who hears of a job's events: its owner's streams and its webhook."""
+
+    owner_id: int
+    webhook: str
+    webhook_events: list[str]
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> EventAudience:
+        return cls(*(row[field] for field in cls._fields))
+
+
+def task_event_committed(*, task_id: UUID | str, event_type: str, audience: EventAudience | None = None) -> None:
     from tasks.webhooks import webhook_delivery_create
 
-    row = Task.objects.filter(pk=task_id).values_list("owner_id", "webhook", "webhook_events").first()
-    if row is None:
-        return
-    owner_id, webhook, wanted = row
+    if audience is None:
+        row = Task.objects.filter(pk=task_id).values(*EventAudience._fields).first()
+        if row is None:
+            return
+        audience = EventAudience.of(row)
+    owner_id, webhook, wanted = audience
     publish_task_changed(task_id=task_id, owner_id=owner_id)
     hook_event = WEBHOOK_EVENT_OF.get(event_type)
     if webhook and hook_event is not None and (hook_event == WebhookEvent.COMPLETED or hook_event in wanted):

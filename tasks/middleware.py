@@ -3,12 +3,30 @@ here imports models at module level."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
 if TYPE_CHECKING:
     from tasks.sweeper import Sweeper
+
+
+class WorkerConnectionsMiddleware(dramatiq.Middleware):
+    """Each worker thread keeps its database connection for WORKER_CONN_MAX_AGE seconds
+    (django_dramatiq's DbConnectionsMiddleware checks the age after every message), so
+    a job does not pay a new connection. Only the worker threads' own connections: the
+    API's request threads keep DATABASE_CONN_MAX_AGE."""
+
+    def after_worker_thread_boot(self, broker: dramatiq.Broker, thread: Any) -> None:
+        from django.conf import settings
+        from django.db import connection
+
+        # Runs on the worker thread: this replaces only its connection's settings (the
+        # dict is otherwise shared by every thread's connection).
+        connection.settings_dict = {
+            **connection.settings_dict,
+            "CONN_MAX_AGE": settings.BACKSERV["WORKER_CONN_MAX_AGE"],
+        }
 
 
 class SweeperMiddleware(dramatiq.Middleware):

@@ -60,6 +60,8 @@ class Task(models.Model):
     queue_deadline = models.DateTimeField(null=True, blank=True)
     # Not before: an automatic retry waits out its backoff; the claim skips it until then.
     run_after = models.DateTimeField(null=True, blank=True)
+    # Jobs with the same non-empty key can run as one pipeline call (generation.specs).
+    batch_key = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     # The Dramatiq queue its messages go to; "" while it waits for a server to be routed to.
     queue_name = models.CharField(max_length=100, blank=True)
@@ -67,6 +69,10 @@ class Task(models.Model):
     # it is not routed yet (WAITING_FOR_SERVER) if it is not.
     server = models.ForeignKey("servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
     group = models.CharField(max_length=100, blank=True)
+    # Jobs of a type Back.Serv does not run itself (the distributed-system document's
+    # "video-processing"): what a remote server must declare to be sent it. Empty for
+    # Back.Serv's task types, whose servers declare the type itself.
+    capabilities = models.JSONField(default=list, blank=True)
     wait_reason = models.CharField(max_length=30, blank=True)
     # When the last "run task X" message was sent; the sweep re-sends stale ones.
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +107,7 @@ class Task(models.Model):
             # Stats read a day of jobs by when they were created and when they ended.
             models.Index(fields=["submitted_at"], name="task_submitted"),
             models.Index(fields=["completed_at"], name="task_completed"),
+            models.Index(fields=["server", "completed_at"], name="task_server_completed"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),

@@ -15,6 +15,8 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q,
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from servers.models import Server
+from servers.selectors import server_uptime
 from tasks.models import ACTIVE_STATES, TERMINAL_STATES, UNFINISHED_STATES, Task, TaskState
 from tasks.selectors import tasks_queued_by_type
 
@@ -45,6 +47,7 @@ def stats_tasks(*, day: date) -> dict[str, Any]:
         average_run_time=Avg(_RUN_TIME, filter=Q(state=TaskState.SUCCESS)),
     )
     hours = stats_hourly(day=day)
+    servers = _server_outcomes(Task.objects.filter(completed_at__gte=start, completed_at__lt=end, server__isnull=False))
     return {
         "date": day.isoformat(),
         "total_tasks": totals["total"],
@@ -55,7 +58,67 @@ def stats_tasks(*, day: date) -> dict[str, Any]:
         "revoked_tasks": totals["revoked"],
         "retried_tasks": totals["retried"],
         "average_processing_time_ms": _milliseconds(totals["average_run_time"]),
+        "server_count": len(servers),
+        "top_servers": [
+            {key: row[key] for key in ("server_id", "name", "tasks_processed", "success_rate")}
+            for row in servers[:TOP_SERVERS]
+        ],
         "hourly_trend": [{"hour": row["hour"], "tasks": row["created"]} for row in hours],
+    }
+
+
+TOP_SERVERS = 5
+
+
+def _server_outcomes(finished: QuerySet[Task]) -> list[dict[str, Any]]:
+    """Per server, the jobs it finished (SUCCESS, FAILURE, TIMEOUT; a cancelled job says
+    nothing of the server), busiest first."""
+    rows = (
+        finished.filter(state__in=[TaskState.SUCCESS, *_FAILED_STATES])
+        .values("server_id", "server__name")
+        .annotate(
+            processed=Count("pk"),
+            succeeded=Count("pk", filter=Q(state=TaskState.SUCCESS)),
+            average_run_time=Avg(_RUN_TIME, filter=Q(state=TaskState.SUCCESS)),
+        )
+        .order_by("-processed", "server__name")
+    )
+    return [
+        {
+            "server_id": str(row["server_id"]),
+            "name": row["server__name"],
+            "tasks_processed": row["processed"],
+            "success_count": row["succeeded"],
+            "failure_count": row["processed"] - row["succeeded"],
+            "success_rate": round(row["succeeded"] / row["processed"], 4),
+            "average_processing_time_ms": _milliseconds(row["average_run_time"]),
+        }
+        for row in rows
+    ]
+
+
+def stats_server(*, server: Server, day: date, now: datetime | None = None) -> dict[str, Any]:
+    """One server's day: the jobs it finished that day (by completion time) and the
+    fraction of the day, so far, it was online."""
+    start, end = _day_bounds(day)
+    outcomes = _server_outcomes(Task.objects.filter(server=server, completed_at__gte=start, completed_at__lt=end))
+    figures = (
+        outcomes[0]
+        if outcomes
+        else {
+            "tasks_processed": 0,
+            "success_count": 0,
+            "failure_count": 0,
+            "success_rate": None,
+            "average_processing_time_ms": None,
+        }
+    )
+    return {
+        "server_id": str(server.pk),
+        "name": server.name,
+        "date": day.isoformat(),
+        **{key: value for key, value in figures.items() if key not in ("server_id", "name")},
+        "uptime": server_uptime(server=server, start=start, end=end, now=now),
     }
 
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts.models import Scope
 from backserv_site.urls import handler404, handler500
 from backserv_site.urls import urlpatterns as site_urlpatterns
+from tasks.compat.distributed import DistributedView
 
 
 class StaffProbeView(APIView):
@@ -44,6 +45,13 @@ class CrashingApiView(APIView):
         raise RuntimeError("boom: internal detail that must not leak")
 
 
+class CrashingDistributedView(DistributedView):
+    """A distributed-system document route (shared/seeds/004) that crashes."""
+
+    def get(self, request: Request) -> Response:
+        raise RuntimeError("boom: internal detail that must not leak")
+
+
 def crashing_plain_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom: internal detail that must not leak")
 
@@ -53,6 +61,8 @@ urlpatterns = [
     path("probe/open", ForgotAuthView.as_view(), name="probe-open"),
     path("probe/crash", CrashingApiView.as_view(), name="probe-crash"),
     path("probe/plain-crash", crashing_plain_view, name="probe-plain-crash"),
+    path("api/stats/probe-crash", CrashingDistributedView.as_view(), name="probe-distributed-crash"),
+    path("api/stats/probe-plain-crash", crashing_plain_view, name="probe-distributed-plain-crash"),
     *site_urlpatterns,
 ]
 

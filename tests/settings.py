@@ -28,6 +28,7 @@ GENERATION = {
     **GENERATION,
     "MODELS_DIR": TEST_MODELS_DIR,
     "MODELS": {key: str(TEST_MODELS_DIR / folder) for key, folder in DEMO_MODEL_FOLDERS.items()},
+    "OUTPUT_UPLOAD_RETRY_SECONDS": 0.01,
 }
 BACKSERV = {
     **BACKSERV,

@@ -36,7 +36,7 @@ TOKEN_EXAMPLE = {
     get=extend_schema(
         summary="List your API tokens",
         description="Never their secrets: only a hash is stored.",
-        responses={200: ApiTokenSerializer(many=True), **errors(401, 403)},
+        responses={200: ApiTokenSerializer(many=True), **errors(400, 401, 403)},
         examples=[OpenApiExample("your tokens", value=[TOKEN_EXAMPLE], response_only=True)],
     ),
 )

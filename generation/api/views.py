@@ -27,7 +27,7 @@ def owned_upload(request: Request, upload_id: str) -> Upload:
 @extend_schema_view(
     get=extend_schema(
         summary="List your uploads",
-        responses={200: UploadSerializer(many=True), **errors(401)},
+        responses={200: UploadSerializer(many=True), **errors(400, 401)},
         examples=UPLOAD_LIST_EXAMPLES,
     )
 )
@@ -42,7 +42,7 @@ class UploadListCreateView(generics.ListAPIView):
     @extend_schema(
         summary="Upload an input image",
         description="Multipart with a `file` field. Use the returned id as an image param (`upload:<id>`).",
-        request=UploadCreateSerializer,
+        request={"multipart/form-data": UploadCreateSerializer},
         responses={201: UploadSerializer, **errors(400, 401)},
         examples=UPLOAD_EXAMPLES,
     )

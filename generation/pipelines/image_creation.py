@@ -30,22 +30,47 @@ def load(model_dir: Path, device: str, dtype: torch.dtype) -> StableDiffusionPip
 def run(
     pipeline: StableDiffusionPipeline, params: dict[str, Any], on_step: StepCallback
 ) -> tuple[list[Output], dict[str, Any]]:
-    import torch
-
     seed = int(params["seed"])
-    # A CPU generator gives the same noise whatever the device, so a seed reproduces an image.
-    generator = torch.Generator(device="cpu").manual_seed(seed)
     result = pipeline(
         prompt=params["prompt"],
         negative_prompt=params.get("negative_prompt"),
-        width=int(params["width"]),
-        height=int(params["height"]),
-        num_inference_steps=int(params["steps"]),
-        guidance_scale=float(params["guidance_scale"]),
         num_images_per_prompt=int(params.get("num_images", 1)),
-        generator=generator,
-        output_type="pil",
-        callback_on_step_end=diffusers_step_end(on_step),
+        generator=_generator(seed),
+        **_shared_arguments(params, on_step),
     )
-    outputs = [encode_png(image) for image in result.images]
-    return outputs, {"seed": seed}
+    return [encode_png(image) for image in result.images], {"seed": seed}
+
+
+def run_batch(
+    pipeline: StableDiffusionPipeline, jobs: list[dict[str, Any]], on_step: StepCallback
+) -> list[tuple[list[Output], dict[str, Any]]]:
+    """Jobs of one batch key (same size, steps and guidance, one image each) as one
+    call. Each has its own prompt and its own seeded generator, so each gets the image
+    it would get alone."""
+    seeds = [int(params["seed"]) for params in jobs]
+    result = pipeline(
+        prompt=[params["prompt"] for params in jobs],
+        # A job without one has "", which is what the pipeline uses alone.
+        negative_prompt=[params.get("negative_prompt") or "" for params in jobs],
+        generator=[_generator(seed) for seed in seeds],
+        **_shared_arguments(jobs[0], on_step),
+    )
+    return [([encode_png(image)], {"seed": seed}) for image, seed in zip(result.images, seeds, strict=True)]
+
+
+def _generator(seed: int) -> torch.Generator:
+    import torch
+
+    # A CPU generator gives the same noise whatever the device, so a seed reproduces an image.
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _shared_arguments(params: dict[str, Any], on_step: StepCallback) -> dict[str, Any]:
+    return {
+        "width": int(params["width"]),
+        "height": int(params["height"]),
+        "num_inference_steps": int(params["steps"]),
+        "guidance_scale": float(params["guidance_scale"]),
+        "output_type": "pil",
+        "callback_on_step_end": diffusers_step_end(on_step),
+    }

@@ -27,6 +27,14 @@ class ServerRegisterSerializer(serializers.Serializer):
     groups = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
     priority = serializers.IntegerField(min_value=1, max_value=1000, default=1)
     max_concurrent = serializers.IntegerField(min_value=1, max_value=10000, default=1)
+    api_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        default="",
+        write_only=True,
+        help_text="The server's own key, sent to it as `Authorization: Bearer` with each job and health check.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         endpoints = attrs.pop("endpoints", None) or {}

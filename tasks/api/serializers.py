@@ -92,6 +92,8 @@ class TaskSerializer(serializers.ModelSerializer):
         help_text="While PENDING: estimated seconds until it finishes, from recent runs of its type."
     )
     server_id = serializers.UUIDField(read_only=True, allow_null=True)
+    # Not a URLField: a job without a webhook has "", which is no URI.
+    webhook = serializers.CharField(read_only=True, help_text='The URL the job is reported to; "" for none.')
     # The task-manager document's fan-out jobs; a Back.Serv job runs as one unit on one
     # worker, so it never has any.
     subtasks = serializers.SerializerMethodField()

@@ -7,6 +7,7 @@ from tasks.api import client_views, stats, views
 urlpatterns = [
     path("stats/tasks", stats.TaskStatsView.as_view(), name="stats-tasks"),
     path("stats/hourly", stats.HourlyStatsView.as_view(), name="stats-hourly"),
+    path("stats/servers/<str:server_id>", stats.ServerStatsView.as_view(), name="stats-server"),
     path("tasks", views.TaskListCreateView.as_view(), name="task-list"),
     # Before tasks/<id>: "batch" is not a job id.
     path("tasks/batch", client_views.TaskBatchView.as_view(), name="task-batch"),

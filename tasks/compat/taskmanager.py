@@ -2,7 +2,7 @@
 types, and how their positional `args` become params.
 
 `image_super_resolution_pipeline` is an upscale: args[0] is the input image URL,
-args[1] an optional URL to PUT the result to.
+args[1] an optional URL the worker PUTs the result image to (generation.delivery).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from generation.delivery import url_refusal_at_submit
 from generation.specs import TASK_TYPES
 from tasks.errors import InvalidInput
 
@@ -34,6 +35,9 @@ def _bad_args(message: str, field: str = "args") -> InvalidInput:
 def _http_url(value: Any, field: str) -> str:
     if not isinstance(value, str) or urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).netloc:
         raise _bad_args("Must be an http(s) URL.", field)
+    refusal = url_refusal_at_submit(value)
+    if refusal:
+        raise _bad_args(refusal, field)
     return value
 
 
@@ -54,11 +58,6 @@ def resolve_task_name(*, name: str, args: list[Any], params: dict[str, Any]) -> 
         if param in named:
             raise _bad_args(f"{param} is given both as args[{index}] and in kwargs.")
         named[param] = _http_url(value, f"args.{index}")
-    if "output_url" in named:
-        raise _bad_args(
-            "Uploading the result to an output URL is not supported; omit args[1] and fetch result.url instead.",
-            "args.1",
-        )
     if alias.task_type not in TASK_TYPES:
         raise InvalidInput(
             f"Task type not available: {name} runs {alias.task_type}, which this server does not have.",

@@ -182,5 +182,5 @@ def test_concurrent_requests_are_counted_exactly(rates: Any, settings: Any, owne
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert len(statuses) == 80
-    assert statuses.count(200) == 50 and statuses.count(429) == 30
+    assert len(statuses) == 80, statuses
+    assert statuses.count(200) == 50 and statuses.count(429) == 30, sorted(statuses)

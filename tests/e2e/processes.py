@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.db import connection
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -22,6 +23,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def processes_database_url() -> str:
+    """The test database, as the processes a test starts reach it."""
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    password = database.get("PASSWORD") or ""
+    return f"postgres://{database['USER']}:{password}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
 
 
 def process_env(**overrides: str) -> dict[str, str]:
@@ -36,6 +46,10 @@ def process_env(**overrides: str) -> dict[str, str]:
         # have their own tests (tests/accounts/test_rate_limits.py).
         RATE_LIMIT_DEFAULT="100000/min",
         RATE_LIMIT_TASK_CREATE="100000/min",
+        # One torch thread a process: the test's processes share two cores with each
+        # other and the rest of the suite, and torch's spinning threads, oversubscribed,
+        # made each denoising step over ten times slower.
+        OMP_NUM_THREADS="1",
     )
     env.update(overrides)
     return env

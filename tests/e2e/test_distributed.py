@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 from PIL import Image
 
 from accounts.models import User
 from accounts.services import api_token_create
-from tests.e2e.processes import Api, Process, free_port, healthy, process_env, wait_until
+from tests.e2e.processes import Api, Process, free_port, healthy, process_env, processes_database_url, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,14 +46,6 @@ def _broker_urls() -> list[object]:
     ]
 
 
-def _database_url() -> str:
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    password = database.get("PASSWORD") or ""
-    return f"postgres://{database['USER']}:{password}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-
-
 def _delete_rabbitmq_queues(url: str, queue_name: str) -> None:
     import pika
 
@@ -72,7 +63,7 @@ def fleet(request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path
     broker_url: str = request.param
     queue_name = f"e2e-{uuid.uuid4().hex[:12]}"
     env = process_env(
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=processes_database_url(),
         BROKER_URL=broker_url,
         BACKSERV_QUEUE=queue_name,
         BACKSERV_VAR_DIR=str(tmp_path / "var"),

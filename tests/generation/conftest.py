@@ -39,12 +39,22 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Upload:
+    path: str
+    content_type: str
+    body: bytes
+
+
 class ImageServer:
-    """Routes: path -> Route. Records the paths it was asked for."""
+    """Routes: path -> Route. Records the paths it was asked for, and takes PUTs (an
+    upload URL) answering `put_status`, recording each."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[str] = []
+        self.put_status = 200
+        self.uploads: list[Upload] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +67,13 @@ class ImageServer:
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 self.wfile.write(route.body)
+
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                server.uploads.append(Upload(self.path, self.headers.get("Content-Type", ""), body))
+                self.send_response(server.put_status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -111,6 +111,9 @@ class RemoteGpu:
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
+        # The Authorization header each job and each health check came with ("" without one).
+        self.authorizations: list[str] = []
+        self.health_authorizations: list[str] = []
         self.predict_status = 202
         self.health_status = 200
         self.on_job: Callable[[dict[str, Any]], None] | None = None
@@ -130,11 +133,13 @@ class RemoteGpu:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                remote.health_authorizations.append(self.headers.get("Authorization", ""))
                 self._answer(remote.health_status, {"status": "ok"})
 
             def do_POST(self) -> None:
                 job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 remote.jobs.append(job)
+                remote.authorizations.append(self.headers.get("Authorization", ""))
                 self._answer(remote.predict_status, {"accepted": remote.predict_status < 300})
                 if remote.predict_status < 300 and remote.on_job is not None:
                     thread = threading.Thread(target=remote.on_job, args=(job,), daemon=True)

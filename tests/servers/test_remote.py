@@ -112,6 +112,17 @@ def test_health_checks_count_as_heartbeats_and_failures_degrade(remote_gpu: Remo
     assert Server.objects.get(pk=server.pk).status == ServerStatus.OFFLINE
 
 
+def test_a_server_given_an_api_key_gets_it_with_jobs_and_health_checks(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu
+) -> None:
+    issued = _register_remote(remote_gpu, api_key="server-api-key")
+    worker.wait_for(_submit(owner).pk, states={TaskState.RECEIVED})
+    Server.objects.filter(pk=issued.server.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
+    servers_poll_health()
+    assert remote_gpu.authorizations == ["Bearer server-api-key"]
+    assert remote_gpu.health_authorizations == ["Bearer server-api-key"]
+
+
 @pytest.fixture
 def claimed(owner: User, remote_gpu: RemoteGpu, db: None) -> tuple[Task, str]:
     """A job claimed for the remote server, as the forwarding actor leaves it."""

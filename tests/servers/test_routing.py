@@ -13,6 +13,7 @@ from servers.models import Algorithm, Server
 from servers.routing import tasks_route_waiting
 from servers.services import load_balancer_set_algorithm, server_set_maintenance
 from tasks import services
+from tasks.errors import InvalidInput
 from tasks.models import WAITING_FOR_SERVER, Task, TaskState
 
 JOBS = 300
@@ -157,3 +158,61 @@ def test_waiting_jobs_are_routed_best_first_as_slots_free(owner: User, make_serv
     assert tasks_route_waiting() == 1
     assert Task.objects.get(pk=high.pk).wait_reason == ""
     assert Task.objects.get(pk=low.pk).wait_reason == WAITING_FOR_SERVER
+
+
+# Jobs of a type Back.Serv does not run (the distributed-system document's video-processing)
+
+
+def _submit_remote_only(owner: User) -> Task:
+    return services.task_submit(owner=owner, task_type="video-processing", params={}, capabilities=["video"])
+
+
+def _remote(make_server: Callable[..., Server], name: str, declares: list[str], **fields: object) -> Server:
+    url = f"http://{name}.example/p"
+    return make_server(name, kind="remote", predict_url=url, capabilities=[], other_capabilities=declares, **fields)
+
+
+def test_a_remote_only_job_goes_to_a_remote_server_declaring_every_capability(
+    owner: User, make_server: Callable[..., Server]
+) -> None:
+    make_server("local-worker", capabilities=["image_creation", "video_creation"], max_concurrent=10)
+    _remote(make_server, "images", ["image"], max_concurrent=10)
+    video = _remote(make_server, "videos", ["image", "video"], max_concurrent=10)
+    assert all(_submit_remote_only(owner).server == video for _ in range(3))
+
+
+def test_a_remote_only_job_waits_rather_than_reach_a_local_worker(
+    owner: User, make_server: Callable[..., Server], django_capture_on_commit_callbacks: Callable
+) -> None:
+    video = _remote(make_server, "videos", ["video"])
+    server_set_maintenance(server=video, maintenance=True)
+    task = _submit_remote_only(owner)
+    assert task.server is None and task.queue_name == "" and task.wait_reason == WAITING_FOR_SERVER
+    # With no server registered at all, a job of ours would take the shared queue; this one waits.
+    Server.objects.all().delete()
+    tasks_route_waiting()
+    task.refresh_from_db()
+    assert task.queue_name == "" and task.state == TaskState.PENDING
+    with django_capture_on_commit_callbacks(execute=True):
+        back = _remote(make_server, "videos-2", ["video"])
+    task.refresh_from_db()
+    assert task.server == back
+
+
+def test_a_remote_only_job_needs_a_registered_server_declaring_it(
+    owner: User, make_server: Callable[..., Server]
+) -> None:
+    _remote(make_server, "images", ["image"])
+    with pytest.raises(InvalidInput) as refused:
+        _submit_remote_only(owner)
+    assert list(refused.value.fields) == ["task_type"] and "image" in refused.value.message
+    with pytest.raises(InvalidInput) as refused:
+        services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "x"}, capabilities=["video"])
+    assert list(refused.value.fields) == ["capabilities"]
+    assert not Task.objects.exists()
+
+
+def test_only_remote_servers_declare_other_job_types(make_server: Callable[..., Server]) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        make_server("local-worker", other_capabilities=["video"])
+    assert list(refused.value.fields) == ["capabilities"]

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from backserv_site.metrics import metrics_multiprocess_dir_reset
 from tasks import services
+from tasks.models import Task
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
 
@@ -36,7 +37,7 @@ def test_the_exposition_parses_and_counts_jobs(owner: User) -> None:
     before = _samples(Client().get("/metrics").content)
     task = services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "x"})
     services.task_claim(task_id=task.pk, worker="w1")
-    running = services.Task.objects.get(pk=task.pk)
+    running = Task.objects.get(pk=task.pk)
     services.task_start(task=running)
     services.task_succeed(task=running, result={})
     services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "y"})

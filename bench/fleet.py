@@ -1,0 +1,198 @@
+"""A small real fleet for the benchmarks: Postgres, a broker, the API under uvicorn and
+one `manage.py rundramatiq` worker process, each a process of its own as in production.
+
+The benchmark process itself runs Django on the same database, to read the jobs'
+timestamps (submitted_at, started_at, completed_at are written by the API and the
+worker, so the figures do not include the benchmark's own polling).
+
+    from fleet import Fleet
+    with Fleet(worker_env={"DYNAMIC_BATCH_SIZE": "1"}) as fleet:
+        fleet.submit(...)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/backserv_bench_fleet"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"
+SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnop"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fleet_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        BROKER_URL=os.environ.get("BROKER_URL", DEFAULT_BROKER_URL),
+        DJANGO_SETTINGS_MODULE="backserv_site.settings",
+        SECRET_KEY=SECRET_KEY,
+        LOG_LEVEL="WARNING",
+        MODELS_DIR=str(ROOT / "var" / "models"),
+        # A benchmark submits far past any client's rate limit.
+        RATE_LIMIT_DEFAULT="10000000/min",
+        RATE_LIMIT_TASK_CREATE="10000000/min",
+        BACKSERV_MAX_UNFINISHED_TASKS="100000",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def setup_django() -> None:
+    """Django in this process, on the fleet's database."""
+    for key, value in fleet_env().items():
+        os.environ.setdefault(key, value)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+class Process:
+    def __init__(self, args: list[str], env: dict[str, str], name: str):
+        self.log = Path(tempfile.gettempdir()) / f"backserv-bench-{name}.log"
+        self._handle = self.log.open("wb")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        self._handle.close()
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
+class Fleet:
+    def __init__(
+        self,
+        *,
+        worker_env: dict[str, str] | None = None,
+        worker_threads: int = 1,
+        api_workers: int = 1,
+        with_worker: bool = True,
+        settings_module: str = "backserv_site.settings",
+    ):
+        # bench/ on the path: bench/api.py serves its baseline views from there.
+        self.env = fleet_env(DJANGO_SETTINGS_MODULE=settings_module, PYTHONPATH=str(ROOT / "bench"))
+        self.worker_env = fleet_env(**(worker_env or {}))
+        self.worker_threads = worker_threads
+        self.api_workers = api_workers
+        self.with_worker = with_worker
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[Process] = []
+        self.session = requests.Session()
+
+    def __enter__(self) -> Fleet:
+        manage("migrate", "--noinput", env=self.env)
+        manage("make_demo_models", env=self.env)
+        token = manage("create_api_token", "bench-fleet", "--staff", "--name", "bench", env=self.env).strip()
+        self.session.headers["Authorization"] = f"Bearer {token.splitlines()[-1]}"
+        uvicorn = [sys.executable, "-m", "uvicorn", "backserv_site.asgi:application", "--port", str(self.port)]
+        uvicorn += ["--workers", str(self.api_workers), "--log-level", "warning", "--no-access-log"]
+        self.processes.append(Process(uvicorn, self.env, "api"))
+        if self.with_worker:
+            worker = [sys.executable, "manage.py", "rundramatiq", "--processes", "1"]
+            worker += ["--threads", str(self.worker_threads)]
+            self.processes.append(Process(worker, self.worker_env, "worker"))
+        try:
+            wait_until(self._healthy, timeout=60, what="the API")
+            if self.with_worker:
+                # The first job waits for the worker to boot and load its model.
+                self.wait_finished([self.submit()["task_id"]], timeout=180)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def _healthy(self) -> bool:
+        try:
+            return self.session.get(f"{self.base_url}/health", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def submit(self, task_type: str = "image_creation", **params: Any) -> dict[str, Any]:
+        body = {"task_type": task_type, "params": {"prompt": "a red fox", "width": 64, "height": 64, **params}}
+        response = self.session.post(f"{self.base_url}/api/v1/tasks", json=body, timeout=30)
+        if response.status_code != 202:
+            raise RuntimeError(f"submit answered {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def wait_finished(self, task_ids: list[str], *, timeout: float = 600, poll: float = 0.05) -> list[Any]:
+        """The jobs, once every one is finished; raises if one did not succeed."""
+        from tasks.models import TERMINAL_STATES, Task, TaskState
+
+        for process in self.processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.log} ended:\n{process.log.read_text()[-3000:]}")
+        wait_until(
+            lambda: not Task.objects.filter(pk__in=task_ids).exclude(state__in=TERMINAL_STATES).exists(),
+            timeout=timeout,
+            what=f"{len(task_ids)} jobs",
+            poll=poll,
+        )
+        tasks = list(Task.objects.filter(pk__in=task_ids))
+        failed = [task for task in tasks if task.state != TaskState.SUCCESS]
+        if failed:
+            raise RuntimeError(f"{failed[0].pk} ended {failed[0].state}: {failed[0].error_message}")
+        return tasks
+
+
+def spread(values: list[float]) -> str:
+    """min / median / max, as the closing notes quote them."""
+    ordered = sorted(values)
+    return f"{ordered[0]:.2f} / {ordered[len(ordered) // 2]:.2f} / {ordered[-1]:.2f}"

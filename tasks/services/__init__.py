@@ -1,0 +1,61 @@
+"""Every write to a job and every state change.
+
+A state change is one conditional UPDATE (`WHERE state IN (...)`, plus the claim's
+worker and attempt for changes only the running worker may make) and one TaskEvent row,
+in one transaction. Whoever commits second among racing writers (two workers, a cancel,
+a sweep) updates no row and gets False back: exactly one wins.
+"""
+
+from __future__ import annotations
+
+from tasks.services.core import task_redispatch
+from tasks.services.running import (
+    task_claim,
+    task_claim_companions,
+    task_claim_next,
+    task_fail,
+    task_lease_renew,
+    task_progress_report,
+    task_revoke_running,
+    task_start,
+    task_succeed,
+    task_time_out_running,
+)
+from tasks.services.submitting import (
+    task_cancel,
+    task_delete,
+    task_requeue,
+    task_retry,
+    task_submit,
+)
+from tasks.services.sweeps import (
+    task_release,
+    tasks_recover_after_restart,
+    tasks_redispatch_stale,
+    tasks_requeue_expired,
+    tasks_time_out_queued,
+)
+
+__all__ = [
+    "task_cancel",
+    "task_claim",
+    "task_claim_companions",
+    "task_claim_next",
+    "task_delete",
+    "task_fail",
+    "task_lease_renew",
+    "task_progress_report",
+    "task_redispatch",
+    "task_release",
+    "task_requeue",
+    "task_retry",
+    "task_revoke_running",
+    "task_start",
+    "task_submit",
+    "task_succeed",
+    "task_time_out_running",
+    "tasks_recover_after_restart",
+    "tasks_redispatch_stale",
+    "tasks_requeue_expired",
+    "tasks_time_out_queued",
+]

@@ -1,0 +1,182 @@
+"""The state machine's machinery, shared by every service: a state change is one
+conditional UPDATE plus one event row, in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from servers.routing import route_waiting_on_commit
+from tasks import metrics, policy
+from tasks.dispatch import dispatch_on_commit
+from tasks.events import EventAudience, task_event_committed
+from tasks.models import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Task,
+    TaskEvent,
+    TaskState,
+)
+
+logger = logging.getLogger(__name__)
+
+
+EventType = TaskEvent.Type
+
+
+def config(name: str) -> Any:
+    return settings.BACKSERV[name]
+
+
+def lease_deadline() -> datetime:
+    return timezone.now() + timedelta(seconds=config("LEASE_SECONDS"))
+
+
+def queued_fields(*, queue_timeout_seconds: int, ready_at: datetime) -> dict[str, Any]:
+    """The fields of a job that is (again) waiting to start: its queue wait and its
+    queue deadline count from when it is ready to run."""
+    return {"queued_at": ready_at, "queue_deadline": ready_at + timedelta(seconds=queue_timeout_seconds)}
+
+
+def record_event(
+    *,
+    task_id: UUID | str,
+    event_type: str,
+    state: TaskState | str,
+    data: dict[str, Any] | None = None,
+    audience: EventAudience | None = None,
+) -> None:
+    """Append an event; `audience` (the job's owner and webhook) saves a read when the
+    caller has it at hand."""
+    TaskEvent.objects.create(task_id=task_id, type=event_type, state=state, data=data or {})
+    # After commit, so whoever is woken finds the change when it reads; robust, so a
+    # failed notice or webhook scheduling never undoes or breaks the state change.
+    transaction.on_commit(
+        partial(task_event_committed, task_id=task_id, event_type=event_type, audience=audience), robust=True
+    )
+
+
+def transition(
+    *,
+    task_id: UUID | str,
+    to: TaskState,
+    event: str,
+    sources: Iterable[TaskState] | None = None,
+    match: Q | None = None,
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    allowed = TRANSITIONS[to]
+    from_states = frozenset(sources) if sources is not None else allowed
+    if not from_states <= allowed:
+        raise ValueError(f"{sorted(from_states - allowed)} -> {to} is not a transition of the state machine")
+    with transaction.atomic():
+        rows = Task.objects.filter(pk=task_id, state__in=from_states)
+        if match is not None:
+            rows = rows.filter(match)
+        now = timezone.now()
+        if rows.update(state=to, updated_at=now, **fields) != 1:
+            return False
+        row = Task.objects.values(
+            "task_type", "worker", "attempts", "queued_at", "started_at", *EventAudience._fields
+        ).get(pk=task_id)
+        record_event(task_id=task_id, event_type=event, state=to, data=data, audience=EventAudience.of(row))
+        if to in TERMINAL_STATES:
+            # The job's server has a free slot now: a job waiting for one may take it.
+            route_waiting_on_commit()
+    _record_transition(task_id=task_id, to=to, event=event, data=data or {}, row=row, now=now)
+    return True
+
+
+def _record_transition(
+    *, task_id: UUID | str, to: TaskState, event: str, data: dict[str, Any], row: dict[str, Any], now: datetime
+) -> None:
+    """One structured log line and the job metrics for a state change."""
+    fields: dict[str, Any] = {
+        "task_id": str(task_id),
+        "task_type": row["task_type"],
+        "state": str(to),
+        "event": event,
+        "worker": row["worker"] or data.get("worker", ""),
+        "attempt": row["attempts"],
+    }
+    if to == TaskState.STARTED and row["queued_at"] is not None:
+        fields["queue_wait_s"] = round((now - row["queued_at"]).total_seconds(), 3)
+        metrics.task_queue_wait.labels(row["task_type"]).observe(fields["queue_wait_s"])
+    if to in TERMINAL_STATES:
+        if row["started_at"] is not None:
+            fields["duration_s"] = round((now - row["started_at"]).total_seconds(), 3)
+            metrics.task_duration.labels(row["task_type"]).observe(fields["duration_s"])
+        metrics.tasks_completed.labels(row["task_type"], str(to)).inc()
+    if "code" in data:
+        fields["error_code"] = data["code"]
+    logger.info("task %s %s -> %s", task_id, event, to, extra=fields)
+
+
+# A job going back to PENDING is routed afresh when its message is sent.
+UNROUTED: dict[str, Any] = {"server": None, "queue_name": "", "wait_reason": ""}
+
+
+def claim_holder(*, worker: str, attempt: int) -> Q:
+    """Only the claim that is still current may change a running job: a worker whose
+    lease was reaped and whose job was claimed again must not finish it."""
+    return Q(worker=worker, attempts=attempt)
+
+
+def retry_later(
+    *,
+    task: Task,
+    code: str,
+    message: str,
+    match: Q,
+    now: datetime,
+    event: str = EventType.RETRY_SCHEDULED,
+    reason: str = "",
+    backoff: bool = True,
+) -> bool:
+    """Back to PENDING, not claimable before the backoff ends; the message is sent
+    delayed by the same backoff (the redispatch sweep covers a lost one)."""
+    delay = policy.retry_delay_seconds(task.attempts) if backoff else 0.0
+    run_after = now + timedelta(seconds=delay)
+    data = {"code": code, "message": message, "attempt": task.attempts, "worker": task.worker}
+    if reason:
+        data["reason"] = reason
+    done = transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=event,
+        sources=ACTIVE_STATES,
+        match=match,
+        data={**data, "retry_in": round(delay, 3)},
+        error_code="",
+        error_message="",
+        progress=0.0,
+        started_at=None,
+        worker="",
+        lease_expires_at=None,
+        run_after=run_after if backoff else None,
+        dispatched_at=run_after,
+        **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=run_after),
+        **UNROUTED,
+    )
+    if done:
+        dispatch_on_commit(task_id=task.pk, delay_seconds=delay)
+        if backoff:
+            metrics.tasks_retried.labels(task.task_type).inc()
+    return done
+
+
+def task_redispatch(*, task_id: UUID | str) -> None:
+    """Send a PENDING job's message again (its message was spent on a better job)."""
+    if Task.objects.filter(pk=task_id, state=TaskState.PENDING).update(dispatched_at=timezone.now()):
+        dispatch_on_commit(task_id=task_id)

@@ -1,0 +1,253 @@
+"""What clients and operators do to jobs: submit, cancel, retry, requeue, delete."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from generation import specs
+from servers.routing import route_new_task
+from servers.selectors import remote_capabilities_declared, remote_servers_declaring
+from tasks import metrics, policy
+from tasks.dispatch import dispatch_on_commit
+from tasks.errors import InvalidInput, QuotaExceeded, StateConflict
+from tasks.models import (
+    ACTIVE_STATES,
+    RETRYABLE_STATES,
+    UNFINISHED_STATES,
+    Task,
+    TaskState,
+    WebhookEvent,
+)
+from tasks.services.core import UNROUTED, EventType, config, queued_fields, record_event, task_redispatch, transition
+from tasks.storage import task_files_delete
+from tasks.webhooks import webhook_url_validate
+
+logger = logging.getLogger(__name__)
+
+
+def task_submit(
+    *,
+    owner: User,
+    task_type: str,
+    params: dict[str, Any],
+    priority: int = 5,
+    user_label: str = "",
+    webhook: str = "",
+    webhook_events: Iterable[str] = (),
+    idempotency_key: str = "",
+    request_fingerprint: str = "",
+    group: str = "",
+    queue_timeout: int | None = None,
+    max_attempts: int | None = None,
+    capabilities: Iterable[str] = (),
+) -> Task:
+    """Queue a job. A job of a Back.Serv task type has its params checked here; one of
+    another type needs `capabilities`, which a registered remote server must declare:
+    it runs only there, its params passed on as they are."""
+    if not 0 <= priority <= 10:
+        raise InvalidInput("priority must be between 0 and 10.", fields={"priority": ["Must be between 0 and 10."]})
+    required = sorted(set(capabilities))
+    if required:
+        clean_params = _remote_only_params(task_type=task_type, params=params, capabilities=required)
+    else:
+        clean_params = specs.validate_params(task_type=task_type, params=params, owner=owner)
+    if webhook:
+        webhook_url_validate(webhook)
+    events = sorted(set(webhook_events))
+    unknown = [name for name in events if name not in WebhookEvent.values]
+    if unknown:
+        message = f"Unknown webhook event {unknown[0]!r}; choose from {', '.join(WebhookEvent.values)}."
+        raise InvalidInput(message, fields={"webhook_events": [message]})
+    if queue_timeout is None:
+        queue_timeout = policy.queue_timeout_seconds(task_type)
+    if not 1 <= queue_timeout <= policy.QUEUE_TIMEOUT_LIMIT_SECONDS:
+        message = f"Must be between 1 and {policy.QUEUE_TIMEOUT_LIMIT_SECONDS} seconds."
+        raise InvalidInput(f"queue_timeout: {message}", fields={"queue_timeout": [message]})
+    if max_attempts is None:
+        max_attempts = config("MAX_ATTEMPTS")
+    if not 1 <= max_attempts <= policy.MAX_ATTEMPTS_LIMIT:
+        message = f"Must be between 1 and {policy.MAX_ATTEMPTS_LIMIT}."
+        raise InvalidInput(f"max_attempts: {message}", fields={"max_attempts": [message]})
+    now = timezone.now()
+    with transaction.atomic():
+        _check_unfinished_quota(owner=owner)
+        route = route_new_task(task_type=task_type, group=group, capabilities=required)
+        task = Task.objects.create(
+            owner=owner,
+            user_label=user_label,
+            task_type=task_type,
+            params=clean_params,
+            # A remote server runs a job of another type as it sees fit: never batched here.
+            batch_key="" if required else specs.task_type_spec(task_type).batch_key(clean_params),
+            priority=priority,
+            group=group,
+            capabilities=required,
+            **route.task_fields(),
+            dispatched_at=now if route.queue_name else None,
+            webhook=webhook,
+            webhook_events=events,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+            max_attempts=max_attempts,
+            queue_timeout_seconds=queue_timeout,
+            **queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
+        )
+        record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING, data=route.event_data())
+        if route.destination is not None:
+            dispatch_on_commit(task_id=task.pk, destination=route.destination)
+        transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
+    logger.info(
+        "task %s submitted",
+        task.pk,
+        extra={"task_id": str(task.pk), "task_type": task_type, "state": "PENDING", "owner": owner.pk},
+    )
+    return task
+
+
+def _remote_only_params(*, task_type: str, params: Any, capabilities: list[str]) -> dict[str, Any]:
+    if task_type in specs.TASK_TYPES:
+        message = f"{task_type} runs on Back.Serv's own workers; capabilities are only for other job types."
+        raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
+    if not all(isinstance(name, str) and 0 < len(name) <= 50 for name in capabilities):
+        message = "Each capability must be a name of at most 50 characters."
+        raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
+    if not remote_servers_declaring(capabilities):
+        declared = sorted(remote_capabilities_declared() - set(specs.TASK_TYPES))
+        known = ", ".join(sorted(specs.TASK_TYPES))
+        others = f"remote servers declare: {', '.join(declared)}" if declared else "no remote server declares any other"
+        message = (
+            f"No registered server runs {task_type!r} (capabilities {', '.join(capabilities)}). "
+            f"Task types: {known}; {others}."
+        )
+        raise InvalidInput(message, code="unknown_task_type", fields={"task_type": [message]})
+    if not isinstance(params, dict):
+        raise InvalidInput("params must be a JSON object.", fields={"params": ["Must be a JSON object."]})
+    return params
+
+
+def _check_unfinished_quota(*, owner: User) -> None:
+    """Inside the submit's transaction. Locking the owner's row makes a user's submits
+    count and insert one after another, so racing submits never pass the limit
+    (SQLite's IMMEDIATE transactions serialize every writer anyway)."""
+    limit = User.objects.select_for_update().values_list("max_unfinished_tasks", flat=True).get(pk=owner.pk)
+    if limit is None:
+        limit = config("MAX_UNFINISHED_TASKS")
+    if not limit:
+        return
+    unfinished = Task.objects.filter(owner=owner, state__in=UNFINISHED_STATES).count()
+    if unfinished >= limit:
+        raise QuotaExceeded(
+            f"You have {unfinished} unfinished jobs, the most allowed at once ({limit}); "
+            "wait for some to finish or cancel them."
+        )
+
+
+def task_cancel(*, task: Task) -> Task:
+    """Queued: revoked now. Running: flagged; the worker stops within one step and
+    records REVOKED. Finished: a conflict."""
+    # The job can move between the attempts (claimed, or requeued by a sweep): each
+    # attempt is conditional, so try again with what it has become.
+    for _ in range(3):
+        if transition(
+            task_id=task.pk,
+            to=TaskState.REVOKED,
+            event=EventType.REVOKED,
+            sources=[TaskState.PENDING],
+            completed_at=timezone.now(),
+        ):
+            break
+        with transaction.atomic():
+            flagged = Task.objects.filter(pk=task.pk, state__in=ACTIVE_STATES, cancel_requested=False).update(
+                cancel_requested=True, updated_at=timezone.now()
+            )
+            if flagged:
+                state = Task.objects.values_list("state", flat=True).get(pk=task.pk)
+                record_event(task_id=task.pk, event_type=EventType.CANCEL_REQUESTED, state=state)
+                break
+        current = Task.objects.get(pk=task.pk)
+        if current.state in ACTIVE_STATES and current.cancel_requested:
+            break
+        if current.state not in UNFINISHED_STATES:
+            raise StateConflict(f"Task is already {current.state}; only unfinished tasks can be cancelled.")
+    else:
+        raise StateConflict("Task changed state while being cancelled; try again.", code="state_changed")
+    task.refresh_from_db()
+    return task
+
+
+def task_retry(*, task: Task) -> Task:
+    now = timezone.now()
+    if not transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=EventType.RETRIED,
+        sources=RETRYABLE_STATES,
+        progress=0.0,
+        result=None,
+        error_code="",
+        error_message="",
+        attempts=0,
+        worker="",
+        lease_expires_at=None,
+        cancel_requested=False,
+        started_at=None,
+        completed_at=None,
+        claimed_at=None,
+        run_after=None,
+        dispatched_at=now,
+        **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
+        **UNROUTED,
+    ):
+        task.refresh_from_db()
+        raise StateConflict(
+            f"Task is {task.state}; only FAILURE, TIMEOUT or REVOKED tasks can be retried.",
+        )
+    dispatch_on_commit(task_id=task.pk)
+    task.refresh_from_db()
+    return task
+
+
+def task_requeue(*, task: Task) -> Task:
+    """Operators: force a job that seems stuck back to PENDING, now. A RECEIVED or
+    STARTED job loses its claim (its worker's later writes are refused and it stops at
+    its next step); a PENDING job has its message sent again. Attempts are kept."""
+    now = timezone.now()
+    requeued = transition(
+        task_id=task.pk,
+        to=TaskState.PENDING,
+        event=EventType.REQUEUED,
+        sources=ACTIVE_STATES,
+        data={"reason": "requeued by an operator", "worker": task.worker, "attempt": task.attempts},
+        worker="",
+        lease_expires_at=None,
+        progress=0.0,
+        started_at=None,
+        run_after=None,
+        dispatched_at=now,
+        **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
+        **UNROUTED,
+    )
+    if requeued:
+        dispatch_on_commit(task_id=task.pk)
+    else:
+        current = Task.objects.get(pk=task.pk)
+        if current.state != TaskState.PENDING:
+            raise StateConflict(f"Task is {current.state}; only unfinished tasks can be requeued (retry it instead).")
+        task_redispatch(task_id=task.pk)
+    task.refresh_from_db()
+    return task
+
+
+def task_delete(*, task: Task) -> None:
+    with transaction.atomic():
+        deleted, _ = Task.objects.filter(pk=task.pk).exclude(state__in=ACTIVE_STATES).delete()
+        if not deleted:
+            raise StateConflict("Task is running; cancel it first or wait for it to finish.")
+        transaction.on_commit(lambda: task_files_delete(task_id=task.pk))
+    logger.info("task %s deleted", task.pk)

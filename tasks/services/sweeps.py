@@ -1,0 +1,157 @@
+"""Sweeps: jobs whose worker is gone, jobs past their queue deadline, messages lost.
+Each change is conditional, so any number of processes may sweep at once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from tasks.dispatch import dispatch_on_commit
+from tasks.models import (
+    ACTIVE_STATES,
+    Task,
+    TaskState,
+)
+from tasks.services.core import EventType, claim_holder, config, retry_later, task_redispatch, transition
+
+
+def _requeue_or_fail(
+    *, task: Task, reason: str, match: Q, now: datetime | None = None, backoff: bool = True
+) -> str | None:
+    """Put a job whose worker is gone back in the queue (after a backoff unless told
+    otherwise), or end it when its attempts are spent or its cancel was requested.
+    Returns the new state, or None if the job had moved on (another sweep or the worker
+    got there first)."""
+    now = now or timezone.now()
+    cleared = {"worker": "", "lease_expires_at": None}
+    if task.cancel_requested:
+        done = transition(
+            task_id=task.pk,
+            to=TaskState.REVOKED,
+            event=EventType.REVOKED,
+            sources=ACTIVE_STATES,
+            match=match,
+            data={"reason": reason},
+            completed_at=now,
+            **cleared,
+        )
+        return TaskState.REVOKED if done else None
+    if task.attempts >= task.max_attempts:
+        message = f"The worker running this task was lost ({reason}) on each of {task.attempts} attempts."
+        done = transition(
+            task_id=task.pk,
+            to=TaskState.FAILURE,
+            event=EventType.FAILED,
+            sources=ACTIVE_STATES,
+            match=match,
+            data={"code": "WORKER_LOST", "message": message, "attempt": task.attempts},
+            error_code="WORKER_LOST",
+            error_message=message,
+            completed_at=now,
+            **cleared,
+        )
+        return TaskState.FAILURE if done else None
+    done = retry_later(
+        task=task,
+        code="WORKER_LOST",
+        message=f"The worker running this task was lost ({reason}).",
+        match=match,
+        now=now,
+        event=EventType.REQUEUED,
+        reason=reason,
+        backoff=backoff,
+    )
+    return TaskState.PENDING if done else None
+
+
+_SWEPT_FIELDS = ("pk", "task_type", "worker", "attempts", "max_attempts", "queue_timeout_seconds", "cancel_requested")
+
+
+def task_release(*, task: Task, reason: str) -> str | None:
+    """Give back a claimed job whose server is gone or refused it: PENDING again and
+    routed elsewhere at once (or ended when its attempts are spent)."""
+    match = claim_holder(worker=task.worker, attempt=task.attempts)
+    # No backoff: the job did not fail, its server went; another server can take it now.
+    return _requeue_or_fail(task=task, reason=reason, match=match, backoff=False)
+
+
+def tasks_requeue_expired(*, now: datetime | None = None) -> int:
+    """Jobs whose worker stopped renewing its lease go back to PENDING (or end)."""
+    now = now or timezone.now()
+    expired = Task.objects.filter(state__in=ACTIVE_STATES, lease_expires_at__lt=now)
+    moved = 0
+    for task in expired.only(*_SWEPT_FIELDS):
+        # The lease is checked again in the UPDATE: a worker may renew it meanwhile.
+        match = Q(lease_expires_at__lt=now) & claim_holder(worker=task.worker, attempt=task.attempts)
+        if _requeue_or_fail(task=task, reason="lease expired", match=match, now=now):
+            moved += 1
+    return moved
+
+
+def tasks_time_out_queued(*, now: datetime | None = None) -> int:
+    """PENDING jobs past their queue deadline become TIMEOUT."""
+    now = now or timezone.now()
+    timed_out = 0
+    for task_id, waited in Task.objects.filter(state=TaskState.PENDING, queue_deadline__lt=now).values_list(
+        "pk", "queue_timeout_seconds"
+    ):
+        message = f"The task waited more than its queue timeout of {waited} seconds without starting."
+        # The deadline is checked again in the UPDATE: a retry or requeue moves it.
+        if transition(
+            task_id=task_id,
+            to=TaskState.TIMEOUT,
+            event=EventType.TIMED_OUT,
+            sources=[TaskState.PENDING],
+            match=Q(queue_deadline__lt=now),
+            data={"code": "QUEUE_TIMEOUT", "message": message},
+            error_code="QUEUE_TIMEOUT",
+            error_message=message,
+            completed_at=now,
+        ):
+            timed_out += 1
+    return timed_out
+
+
+def tasks_redispatch_stale(*, now: datetime | None = None) -> int:
+    """Send "run task X" again for PENDING jobs whose message seems lost.
+
+    Only for queues where nothing was claimed lately: while workers keep claiming, a
+    waiting job is only waiting its turn, and re-sending would pile up messages.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=config("REDISPATCH_AFTER_SECONDS"))
+    stale = (
+        Task.objects.filter(state=TaskState.PENDING)
+        .filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at=None))
+        # Jobs waiting for a server have no message to lose; routing them sends one.
+        .exclude(queue_name="")
+    )
+    sent = 0
+    for queue_name in stale.values_list("queue_name", flat=True).distinct():
+        if Task.objects.filter(queue_name=queue_name, claimed_at__gte=cutoff).exists():
+            continue
+        for task_id, dispatched_at in stale.filter(queue_name=queue_name).values_list("pk", "dispatched_at"):
+            # Compare-and-set on dispatched_at: concurrent sweeps send each message once.
+            if Task.objects.filter(pk=task_id, state=TaskState.PENDING, dispatched_at=dispatched_at).update(
+                dispatched_at=now
+            ):
+                dispatch_on_commit(task_id=task_id)
+                sent += 1
+    return sent
+
+
+def tasks_recover_after_restart() -> int:
+    """Embedded mode, at start: this process is the only worker, so every job left
+    claimed belongs to the run that died. Requeue them and re-send every PENDING job's
+    message (the in-process broker lost them with the process)."""
+    waiting = list(Task.objects.filter(state=TaskState.PENDING).values_list("pk", flat=True))
+    moved = 0
+    for task in Task.objects.filter(state__in=ACTIVE_STATES).only(*_SWEPT_FIELDS):
+        match = claim_holder(worker=task.worker, attempt=task.attempts)
+        if _requeue_or_fail(task=task, reason="server restarted", match=match):
+            moved += 1
+    for task_id in waiting:
+        task_redispatch(task_id=task_id)
+    return moved

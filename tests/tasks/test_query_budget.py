@@ -1,0 +1,43 @@
+"""Database queries per job lifecycle: a budget that catches a new query per step or
+per event creeping into the hot path. Counted on the thread that does the work: the
+API request, then the worker's handling of the job's message (run here in the test's
+thread, with progress written at every step as in the tests' settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from generation.runner import execute_message
+from tasks.models import Task, TaskState
+
+# Counted on SQLite, where a transaction's BEGIN and COMMIT are statements too.
+SUBMIT_BUDGET = 12
+# Claim, start and finish: a transaction each (UPDATE, read back, event INSERT), plus
+# the reads that pick the job and its batch companions.
+WORKER_FIXED_BUDGET = 22
+# The cancel check's read, and when progress is due (every step here) a transaction
+# with an UPDATE and an event INSERT.
+WORKER_PER_STEP_BUDGET = 5
+
+
+def test_a_job_s_lifecycle_stays_within_its_query_budget(
+    transactional_db: None, client: APIClient, demo_models: Any, settings: Any
+) -> None:
+    steps = 4
+    body = {"task_type": "image_creation", "params": {"prompt": "fox", "width": 64, "height": 64, "steps": steps}}
+    with CaptureQueriesContext(connection) as submit:
+        response = client.post("/api/v1/tasks", body, format="json")
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    task = Task.objects.get(pk=task_id)
+    with CaptureQueriesContext(connection) as run:
+        execute_message(task_id, queue_name=task.queue_name)
+    assert Task.objects.get(pk=task_id).state == TaskState.SUCCESS
+    assert len(submit) <= SUBMIT_BUDGET, [query["sql"][:120] for query in submit.captured_queries]
+    assert len(run) <= WORKER_FIXED_BUDGET + steps * WORKER_PER_STEP_BUDGET, [
+        query["sql"][:120] for query in run.captured_queries
+    ]
