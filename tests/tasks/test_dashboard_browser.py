@@ -56,6 +56,8 @@ def _some_jobs(owner: User) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_dashboard_renders_its_charts_with_data_in_chromium(live_server: Any, browser: Any, owner: User) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
 
     User.objects.create_user(username="console", password="console-pass-1234", is_staff=True, is_superuser=True)
     _some_jobs(owner)
@@ -65,7 +67,9 @@ def test_the_dashboard_renders_its_charts_with_data_in_chromium(live_server: Any
     browser.find_element(By.NAME, "password").send_keys("console-pass-1234")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
 
-    assert browser.find_element(By.ID, "dashboard").is_displayed()
+    # The click only starts the login's POST and redirect: wait for the dashboard page.
+    dashboard = WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "dashboard")))
+    assert dashboard.is_displayed()
     bars = browser.find_elements(By.CSS_SELECTOR, "#chart-states rect.bar")
     values = {bar.get_attribute("data-label"): float(bar.get_attribute("data-value")) for bar in bars}
     assert values["SUCCESS"] == 2 and values["FAILURE"] == 1 and values["PENDING"] == 1
