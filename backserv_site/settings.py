@@ -17,6 +17,7 @@ from backserv_site.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_rate,
     env_seconds_by_type,
@@ -159,6 +160,17 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env_str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Where outputs and uploads are stored: files under MEDIA_ROOT by default, or any Django
+# storage class, e.g. django-storages' S3 ("storages.backends.s3.S3Storage", options
+# {"bucket_name": ..., "querystring_expire": 3600}), whose own presigned URLs then
+# replace this site's signed ones.
+STORAGES = {
+    "default": {
+        "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env_json_object("STORAGE_OPTIONS"),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 # Job outputs and uploads are served by backserv_site.media only under a signed URL
 # that the owner's API responses carry; it stops working after this many seconds.
 MEDIA_URL_MAX_AGE_SECONDS = env_int("MEDIA_URL_MAX_AGE_SECONDS", 3600)
@@ -293,11 +305,17 @@ BACKSERV = {
     "REDISPATCH_AFTER_SECONDS": env_int("BACKSERV_REDISPATCH_AFTER_SECONDS", 60),
     "SWEEP_INTERVAL_SECONDS": env_float("BACKSERV_SWEEP_INTERVAL_SECONDS", 10.0),
     # Progress is written at most this often (seconds) while a job runs.
-    "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.25),
+    "PROGRESS_INTERVAL_SECONDS": env_float("BACKSERV_PROGRESS_INTERVAL_SECONDS", 0.5),
+    # A running job's cancel flag and claim are read after a step at most this often:
+    # every step of a real model, every few of a tiny one.
+    "CANCEL_CHECK_INTERVAL_SECONDS": env_float("BACKSERV_CANCEL_CHECK_INTERVAL_SECONDS", 0.05),
     "WORKER_THREADS": env_int("BACKSERV_WORKER_THREADS", 2),
     # Worker threads live as long as their process, so each keeps its database
     # connection this long instead of opening one per message.
     "WORKER_CONN_MAX_AGE": env_int("BACKSERV_WORKER_CONN_MAX_AGE", 300),
+    # After a job a worker thread claims its queue's next waiting one itself, without
+    # waiting for that job's message, for up to this long before it takes a new message.
+    "WORKER_SPELL_SECONDS": env_float("BACKSERV_WORKER_SPELL_SECONDS", 30.0),
     # A job not started within this many seconds of being queued becomes TIMEOUT (a
     # request may give its own `queue_timeout`). The task-manager document's 30 s suits
     # a large fleet; a few GPUs with minute-long jobs need longer queues, hence 10 min.

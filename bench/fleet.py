@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/backserv_bench_fleet"
@@ -56,10 +58,23 @@ def fleet_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def database_create_if_missing(url: str) -> None:
+    """The bench database on a fresh machine: created on the server's maintenance db."""
+    import psycopg
+
+    database = urlsplit(url).path.lstrip("/")
+    maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
 def setup_django() -> None:
     """Django in this process, on the fleet's database."""
     for key, value in fleet_env().items():
         os.environ.setdefault(key, value)
+    if os.environ["DATABASE_URL"].startswith("postgres"):
+        database_create_if_missing(os.environ["DATABASE_URL"])
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -171,6 +186,16 @@ class Fleet:
         if response.status_code != 202:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:500]}")
         return response.json()
+
+    def submit_batch(self, jobs: list[dict[str, Any]], task_type: str = "image_creation") -> list[str]:
+        """Queue the jobs in one request (POST /api/v1/tasks/batch): all waiting at once."""
+        base = {"prompt": "a red fox", "width": 64, "height": 64}
+        body = {"tasks": [{"task_type": task_type, "params": {**base, **params}} for params in jobs]}
+        response = self.session.post(f"{self.base_url}/api/v1/tasks/batch", json=body, timeout=60)
+        answer = response.json()
+        if response.status_code != 200 or answer["rejected"]:
+            raise RuntimeError(f"batch submit answered {response.status_code}: {response.text[:500]}")
+        return [result["task"]["task_id"] for result in answer["results"]]
 
     def wait_finished(self, task_ids: list[str], *, timeout: float = 600, poll: float = 0.05) -> list[Any]:
         """The jobs, once every one is finished; raises if one did not succeed."""

@@ -9,8 +9,11 @@ min / median / max over the rounds.
 
     python bench/overhead.py             # batching off (DYNAMIC_BATCH_SIZE=1): the
                                          # system's own overhead. Target ratio >= 0.9
-    python bench/overhead.py --burst     # 32 jobs queued at once, batching on (the
-                                         # default 4), vs the unbatched bare loop. Target >= 2
+    python bench/overhead.py --burst     # 32 jobs queued at once (one POST
+                                         # /api/v1/tasks/batch), batching on (the default
+                                         # 4), vs the unbatched bare loop. Target >= 2
+    python bench/overhead.py --batching  # one submit after another with batching on,
+                                         # as shipped, vs the same unbatched bare loop
 
 DATABASE_URL and BROKER_URL default to a bench database and Redis DB 9 on localhost.
 """
@@ -55,8 +58,13 @@ def bare_rate(jobs: int) -> float:
 _pipeline: Any = None
 
 
-def system_rate(fleet: Fleet, jobs: int) -> float:
-    ids = [fleet.submit(**PARAMS, seed=seed)["task_id"] for seed in range(jobs)]
+def system_rate(fleet: Fleet, jobs: int, *, at_once: bool) -> float:
+    """Jobs/s from the first submit to the last completion. `at_once`: every job queued
+    by one batch request; else one HTTP submit after another, as clients trickle in."""
+    if at_once:
+        ids = fleet.submit_batch([{**PARAMS, "seed": seed} for seed in range(jobs)])
+    else:
+        ids = [fleet.submit(**PARAMS, seed=seed)["task_id"] for seed in range(jobs)]
     tasks = fleet.wait_finished(ids)
     first = min(task.submitted_at for task in tasks)
     last = max(task.completed_at for task in tasks)
@@ -66,13 +74,19 @@ def system_rate(fleet: Fleet, jobs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="32 jobs at once with batching on")
+    parser.add_argument(
+        "--batching", action="store_true", help="one submit after another, batching on (the shipped default)"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="jobs per round (24; 32 with --burst)")
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     jobs = options.jobs or (32 if options.burst else 24)
     setup_django()
-    worker_env = {} if options.burst else {"DYNAMIC_BATCH_SIZE": "1"}
-    mode = "burst, batching on" if options.burst else "batching off"
+    batching = options.burst or options.batching
+    worker_env = {} if batching else {"DYNAMIC_BATCH_SIZE": "1"}
+    mode = ("burst" if options.burst else "one submit after another") + (
+        ", batching on" if batching else ", batching off"
+    )
     target = 2.0 if options.burst else 0.9
     with Fleet(worker_env=worker_env) as fleet:
         bare_rate(1)  # load and warm up
@@ -81,7 +95,7 @@ def main() -> None:
         ratios = []
         for round_number in range(1, options.rounds + 1):
             bare = bare_rate(jobs)
-            system = system_rate(fleet, jobs)
+            system = system_rate(fleet, jobs, at_once=options.burst)
             ratios.append(system / bare)
             print(f"{round_number:>5} {bare:8.2f} {system:9.2f} {system / bare:6.2f}")
     median = sorted(ratios)[len(ratios) // 2]

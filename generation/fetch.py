@@ -19,6 +19,9 @@ from backserv_site import netsafety
 from generation.pipelines.base import PipelineInputError
 
 INPUT_FETCH_FAILED = "INPUT_FETCH_FAILED"
+# The input's server could not be reached, timed out, or answered 5xx or 429: worth
+# another attempt, unlike a 404 or a refused address (tasks.policy).
+INPUT_FETCH_UNAVAILABLE = "INPUT_FETCH_UNAVAILABLE"
 INPUT_ADDRESS_REFUSED = "INPUT_ADDRESS_REFUSED"
 INPUT_TOO_LARGE = "INPUT_TOO_LARGE"
 
@@ -46,7 +49,10 @@ def fetch_url(url: str) -> bytes:
                 url = urljoin(url, location)
                 continue
             if response.status != 200:
-                raise PipelineInputError(INPUT_FETCH_FAILED, f"{url} answered HTTP {response.status}.")
+                code = (
+                    INPUT_FETCH_UNAVAILABLE if response.status >= 500 or response.status == 429 else INPUT_FETCH_FAILED
+                )
+                raise PipelineInputError(code, f"{url} answered HTTP {response.status}.")
             return _read_body(response, connection, url, deadline)
         finally:
             connection.close()
@@ -76,7 +82,7 @@ def _get(url: str, deadline: float) -> tuple[http.client.HTTPResponse, http.clie
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             errors.append(f"{address}: {error}")
-    raise PipelineInputError(INPUT_FETCH_FAILED, f"Could not fetch {url} ({'; '.join(errors)}).")
+    raise PipelineInputError(INPUT_FETCH_UNAVAILABLE, f"Could not fetch {url} ({'; '.join(errors)}).")
 
 
 def _resolve(host: str, port: int) -> tuple[str, ...]:
@@ -104,7 +110,7 @@ def _read_body(
             # read1 returns after one receive, so a trickling server cannot outlast the deadline.
             chunk = response.read1(64 * 1024)
         except (OSError, http.client.HTTPException) as error:
-            raise PipelineInputError(INPUT_FETCH_FAILED, f"Reading {url} failed: {error}.") from None
+            raise PipelineInputError(INPUT_FETCH_UNAVAILABLE, f"Reading {url} failed: {error}.") from None
         if not chunk:
             return b"".join(chunks)
         received += len(chunk)
@@ -116,5 +122,5 @@ def _read_body(
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise PipelineInputError(INPUT_FETCH_FAILED, "Fetching the input took longer than the time allowed.")
+        raise PipelineInputError(INPUT_FETCH_UNAVAILABLE, "Fetching the input took longer than the time allowed.")
     return left

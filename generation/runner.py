@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -26,6 +27,7 @@ from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
 from generation.pipelines.base import PipelineInputError
 from generation.specs import task_type_spec
+from servers.routing import routing_deferred
 from tasks import policy, services
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
@@ -59,7 +61,10 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     queue has its own message, and this worker may not run that queue's jobs.
 
     Waiting jobs that can share the claimed job's pipeline call are claimed with it
-    (dynamic batching); their own messages then find them taken and do nothing.
+    (dynamic batching); their own messages then find them taken and do nothing. Once
+    a run ends the thread claims the queue's next best job itself, for up to
+    WORKER_SPELL_SECONDS: the GPU does not sit idle for a message's round trip between
+    two waiting jobs.
     """
     hint = Task.objects.filter(pk=task_id).values_list("state", "queue_name").first()
     if hint is None or hint[0] != TaskState.PENDING or not hint[1]:
@@ -67,23 +72,44 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     if queue_name is not None and hint[1] != queue_name:
         return
     worker = worker_name()
-    task = services.task_claim_next(queue_name=hint[1], worker=worker)
-    if task is None:
-        return
-    batch = [task]
+    spell_ends = time.monotonic() + settings.BACKSERV["WORKER_SPELL_SECONDS"]
+    claimed_any = hinted_claimed = False
     try:
-        limit = settings.GENERATION["DYNAMIC_BATCH_SIZE"] - 1
-        batch += services.task_claim_companions(leader=task, worker=worker, limit=limit)
-        run_claimed(batch)
+        while True:
+            batch = _claim_batch(queue_name=hint[1], worker=worker)
+            if not batch:
+                return
+            claimed_any = True
+            hinted_claimed = hinted_claimed or any(str(claimed.pk) == str(task_id) for claimed in batch)
+            run_claimed(batch)
+            if _worker_stopping() or time.monotonic() > spell_ends:
+                return
     finally:
-        if all(str(claimed.pk) != str(task_id) for claimed in batch):
+        # A message that found nothing claimable (X in a retry's backoff, say) is not
+        # sent again: X has its own delayed message, and the sweep covers a lost one.
+        if claimed_any and not hinted_claimed:
             services.task_redispatch(task_id=task_id)
+
+
+def _worker_stopping() -> bool:
+    """Whether this Dramatiq worker thread was told to stop (a SIGTERM): it then takes
+    no further job, so a shutdown waits for running jobs only."""
+    return not getattr(threading.current_thread(), "running", True)
+
+
+def _claim_batch(*, queue_name: str, worker: str) -> list[Task]:
+    """The queue's best waiting job and the companions that can share its pipeline call."""
+    task = services.task_claim_next(queue_name=queue_name, worker=worker)
+    if task is None:
+        return []
+    limit = settings.GENERATION["DYNAMIC_BATCH_SIZE"] - 1
+    return [task, *services.task_claim_companions(leader=task, worker=worker, limit=limit)]
 
 
 def run_claimed(tasks: list[Task]) -> None:
     """Run claimed jobs of one batch key (or a single job) as one pipeline call and
     record each job's own outcome."""
-    with _leases_kept(tasks):
+    with routing_deferred(), _leases_kept(tasks):
         started = [task for task in tasks if _start(task, batch_size=len(tasks))]
         if not started:
             return
@@ -104,7 +130,7 @@ def run_claimed(tasks: list[Task]) -> None:
         for task, (outputs, metadata) in zip(started, results, strict=True):
             # A job stopped mid-batch was settled then; its image is discarded.
             if task in steps.running:
-                _finish(task, outputs, metadata)
+                _finish(task, outputs, metadata, last_step=steps.reporters[task.pk].last_step)
 
 
 def _start(task: Task, *, batch_size: int) -> bool:
@@ -116,7 +142,7 @@ def _start(task: Task, *, batch_size: int) -> bool:
     return False
 
 
-def _finish(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> None:
+def _finish(task: Task, outputs: list[Any], metadata: dict[str, Any], *, last_step: tuple[int, int] | None) -> None:
     output_url = task.params.get("output_url")
     if output_url and outputs:
         try:
@@ -127,7 +153,7 @@ def _finish(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> None:
         metadata = {**metadata, "output_url": output_url}
     stored = outputs_store(task=task, outputs=outputs)
     result = {**metadata, "outputs": stored, "url": stored[0]["url"] if stored else None}
-    if not services.task_succeed(task=task, result=result):
+    if not services.task_succeed(task=task, result=result, last_step=last_step):
         outputs_discard(stored)
 
 
@@ -154,6 +180,10 @@ def _error_code(error: Exception) -> str:
     return "PIPELINE_ERROR"
 
 
+# Given for a job's row at a step after which the rows were not read (see BatchSteps).
+UNREAD: Any = object()
+
+
 class BatchStopped(Exception):
     """Every job of the pipeline call was stopped (cancelled, timed out or lost)."""
 
@@ -162,22 +192,45 @@ class BatchSteps:
     """The step callback of one pipeline call: each job's own StepReporter checks and
     reports it. A job stopped mid-call is settled at once (REVOKED, TIMEOUT, or left to
     its new owner when lost) and its share of the work discarded; the call goes on for
-    the others and is abandoned when none is left."""
+    the others and is abandoned when none is left.
+
+    One read fetches what every job's check needs, after a step once
+    CANCEL_CHECK_INTERVAL_SECONDS have passed since the last (every step of a real
+    model; every few of a tiny one, whose steps take milliseconds and whose run a read
+    per step slowed by half). It is compiled once and costs one indexed read, not an
+    ORM query build per job."""
 
     def __init__(self, tasks: list[Task]):
         self.reporters = {task.pk: StepReporter(task) for task in tasks}
         self.running = list(tasks)
+        self.read_interval = settings.BACKSERV["CANCEL_CHECK_INTERVAL_SECONDS"]
+        self._last_read = -math.inf
+        self._check_sql = (
+            Task.objects.filter(pk__in=[task.pk for task in tasks])
+            .values_list("pk", "state", "worker", "attempts", "cancel_requested")
+            .query
+        ).sql_with_params()
 
     def check(self) -> None:
-        self._each(lambda reporter: reporter.check())
+        self._each(lambda reporter, row: reporter.check(row))
 
     def __call__(self, step: int, total: int) -> None:
-        self._each(lambda reporter: reporter(step, total))
+        self._each(lambda reporter, row: reporter(row, step, total))
+
+    def _rows(self) -> dict[str, tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(*self._check_sql)
+            # The id comes back as the backend stores it (a UUID, or SQLite's hex).
+            return {str(UUID(str(row[0]))): row[1:] for row in cursor.fetchall()}
 
     def _each(self, call: Any) -> None:
+        now = time.monotonic()
+        rows: dict[str, tuple[Any, ...]] | None = None
+        if now - self._last_read >= self.read_interval:
+            rows, self._last_read = self._rows(), now
         for task in list(self.running):
             try:
-                call(self.reporters[task.pk])
+                call(self.reporters[task.pk], UNREAD if rows is None else rows.get(str(task.pk)))
             except TaskCancelled:
                 services.task_revoke_running(task=task)
             except TaskOverTime:
@@ -193,9 +246,10 @@ class BatchSteps:
 
 
 class StepReporter:
-    """The pipeline's step callback: stops the run when the job was cancelled, taken
-    away or over its run time limit, and writes progress at most every
-    PROGRESS_INTERVAL_SECONDS.
+    """One job's part of the step callback: stops its run when the job was cancelled,
+    taken away or over its run time limit, and writes progress at most every
+    PROGRESS_INTERVAL_SECONDS (the first write too: a job shorter than that writes
+    only its last step's, and that one goes with its success).
 
     The run time limit is enforced here, between steps, because Dramatiq's time limit
     raises only between Python bytecodes and cannot interrupt a long C/CUDA call."""
@@ -205,17 +259,16 @@ class StepReporter:
         self.interval = settings.BACKSERV["PROGRESS_INTERVAL_SECONDS"]
         # Created as the job starts; the clock is monotonic so a clock step cannot end it.
         self.deadline = time.monotonic() + policy.run_time_limit_seconds(task.task_type)
-        self._last_write = 0.0
-        # The check runs on every step: compiled once, it costs one indexed read, not
-        # an ORM query build (which took longer than a tiny model's step).
-        self._check_sql = (
-            Task.objects.filter(pk=task.pk).values_list("state", "worker", "attempts", "cancel_requested").query
-        ).sql_with_params()
+        self._last_write = time.monotonic()
+        self.last_step: tuple[int, int] | None = None
 
-    def check(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(*self._check_sql)
-            row = cursor.fetchone()
+    def check(self, row: tuple[Any, ...] | None) -> None:
+        """`row`: the job's state, worker, attempts and cancel flag as just read (None:
+        the job is gone; UNREAD: not read at this step, only the deadline is checked)."""
+        if row is UNREAD:
+            if time.monotonic() > self.deadline:
+                raise TaskOverTime()
+            return
         if row is None or row[0] != TaskState.STARTED or (row[1], row[2]) != (self.task.worker, self.task.attempts):
             raise TaskLost()
         if row[3]:
@@ -223,10 +276,14 @@ class StepReporter:
         if time.monotonic() > self.deadline:
             raise TaskOverTime()
 
-    def __call__(self, step: int, total: int) -> None:
-        self.check()
+    def __call__(self, row: tuple[Any, ...] | None, step: int, total: int) -> None:
+        self.check(row)
+        if step >= total:
+            # Written with the job's success, in the same transaction.
+            self.last_step = (step, total)
+            return
         now = time.monotonic()
-        if step >= total or now - self._last_write >= self.interval:
+        if now - self._last_write >= self.interval:
             self._last_write = now
             services.task_progress_report(task=self.task, progress=step / total, step=step, total=total)
 

@@ -29,9 +29,10 @@ class ServerPresenceMiddleware(dramatiq.Middleware):
             return
         from servers.presence import ServerPresence, worker_capabilities, worker_server_name
 
-        presence = ServerPresence(
-            name=worker_server_name(), capabilities=worker_capabilities(), max_concurrent=worker.worker_threads
-        )
+        # Each thread runs up to a batch of jobs in one pipeline call: holding fewer
+        # would keep batches from forming on a fleet's workers.
+        slots = worker.worker_threads * settings.GENERATION["DYNAMIC_BATCH_SIZE"]
+        presence = ServerPresence(name=worker_server_name(), capabilities=worker_capabilities(), max_concurrent=slots)
         server = presence.start()
         if not worker.consumer_whitelist:
             worker.consumer_whitelist = set(broker.get_declared_queues())

@@ -13,7 +13,11 @@ queue that every local worker consumes.
 
 from __future__ import annotations
 
+import json
 import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -91,6 +95,7 @@ class Router:
 
     def __init__(self, balancer: LoadBalancer):
         self.balancer = balancer
+        self._saved_state = json.dumps(balancer.state, sort_keys=True)
         # Offline servers stay in the ring so round-robin's position means the same
         # thing while servers come and go.
         self.ring = list(Server.objects.order_by("name", "pk"))
@@ -102,6 +107,11 @@ class Router:
 
     def has_capacity(self) -> bool:
         return any(self._available(server) for server in self.ring)
+
+    def free_slots(self) -> int:
+        return sum(
+            server.max_concurrent - self.loads.get(server.pk, 0) for server in self.ring if self._available(server)
+        )
 
     def _available(self, server: Server) -> bool:
         return (
@@ -173,6 +183,8 @@ class Router:
         known = {str(server.pk) for server in self.ring}
         weights = self.balancer.state.get("weights", {})
         self.balancer.state["weights"] = {key: value for key, value in weights.items() if key in known}
+        if json.dumps(self.balancer.state, sort_keys=True) == self._saved_state:
+            return  # least-connections and random keep no state: nothing to write
         LoadBalancer.objects.filter(pk=self.balancer.pk).update(state=self.balancer.state, updated_at=timezone.now())
 
 
@@ -244,6 +256,10 @@ def _assign(*, task: Task, route: Route) -> bool:
     return bool(updated)
 
 
+# What routing a waiting job reads of it.
+ROUTING_FIELDS = ("pk", "state", "queue_name", "server_id", "task_type", "group", "capabilities", "priority")
+
+
 def tasks_route_waiting(*, limit: int = 500) -> int:
     """Route jobs waiting for a server, best first, as far as servers have free slots.
     Called when a server comes online or leaves maintenance, when a job finishes, and
@@ -253,15 +269,18 @@ def tasks_route_waiting(*, limit: int = 500) -> int:
         return 0
     routed = 0
     with transaction.atomic():
-        if not Server.objects.exists():
-            candidates = list(waiting.order_by("-priority", "submitted_at")[:limit])
-            for task in candidates:
+        router = Router.locked()
+        if not router.ring:
+            for task in waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:limit]:
                 if not task.capabilities:
                     routed += _route_and_dispatch(task=task, route=_shared_route())
             return routed
-        router = Router.locked()
         # Read after taking the lock: another process may have routed some meanwhile.
-        for task in waiting.order_by("-priority", "submitted_at")[:limit]:
+        # Only about as many as there are free slots: a finished job frees one slot, and
+        # reading hundreds of waiting rows for it cost more than the job's own writes.
+        # The margin covers jobs no free server may run (capabilities, groups).
+        candidates = min(limit, router.free_slots() * 4)
+        for task in waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:candidates]:
             if not router.has_capacity():
                 break
             route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
@@ -278,6 +297,31 @@ def _route_and_dispatch(*, task: Task, route: Route) -> int:
     return 1
 
 
+_deferred = threading.local()
+
+
 def route_waiting_on_commit() -> None:
     """After a job finishes or a server frees up: its slot may be what a waiting job needs."""
-    transaction.on_commit(tasks_route_waiting)
+    if getattr(_deferred, "depth", 0):
+        transaction.on_commit(_route_later)
+    else:
+        transaction.on_commit(tasks_route_waiting)
+
+
+def _route_later() -> None:
+    _deferred.due = True
+
+
+@contextmanager
+def routing_deferred() -> Iterator[None]:
+    """Jobs finishing inside (a worker settling a batch) ask for one routing pass at
+    the end, not one each: a pass costs a lock and a dozen queries, and routes every
+    slot the batch freed at once."""
+    _deferred.depth = getattr(_deferred, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _deferred.depth -= 1
+        if not _deferred.depth and getattr(_deferred, "due", False):
+            _deferred.due = False
+            tasks_route_waiting()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,17 @@ def remote_servers_declaring(capabilities: Iterable[str]) -> list[Server]:
     wanted = set(capabilities)
     # A JSON list, which SQLite cannot search; a registry is small.
     return [server for server in Server.objects.filter(kind=ServerKind.REMOTE) if wanted <= set(server.capabilities)]
+
+
+def remote_capabilities_for_type(job_type: str) -> list[str]:
+    """What a job of another type must find declared when its client names no
+    capabilities: the type itself, or else its family (`video` for `video-processing`,
+    as the distributed-system document's server declares `video` and is sent
+    `video-processing` jobs)."""
+    family = re.split(r"[-_.:/]", job_type, maxsplit=1)[0]
+    if not family or family == job_type or remote_servers_declaring([job_type]):
+        return [job_type]
+    return [family] if remote_servers_declaring([family]) else [job_type]
 
 
 def remote_capabilities_declared() -> set[str]:

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_dramatiq.models import Task as DramatiqMessage
 
+from backserv_site.media import media_url
 from tasks import selectors, services
 from tasks.dashboard import STATE_COLORS, dashboard_view
 from tasks.errors import StateConflict
@@ -259,7 +260,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 def _preview(item: dict[str, Any]) -> SafeString:
-    url, content_type = item.get("url", ""), item.get("content_type", "")
+    # Signed afresh, as the API does: the stored URL carries no signature and the
+    # media view refuses it.
+    url = media_url(item["path"]) if item.get("path") else item.get("url", "")
+    content_type = item.get("content_type", "")
     if content_type.startswith("video/"):
         return format_html('<video src="{}" controls width="256" preload="metadata"></video>', url)
     if content_type.startswith("image/"):

@@ -22,9 +22,13 @@ from dramatiq.errors import ConnectionClosed
 # More tokens than this waiting means the workers are busy anyway: each fetch then
 # finds messages without waiting on the list.
 WAKE_TOKENS_KEPT = 1000
-# While its prefetch is full a consumer cannot fetch: it looks again this soon, so a
-# worker thread that finishes a job gets its next message without a backoff's delay.
-FULL_POLL_SECONDS = 0.005
+# While its prefetch is full a consumer cannot fetch: it looks again after a wait that
+# doubles from the first to the last figure. Short at first, since a message whose job
+# another thread already took is done within a millisecond or two; long later, since a
+# consumer waking every few milliseconds through a whole GPU job takes the GIL from
+# the thread running it.
+FULL_POLL_FIRST_SECONDS = 0.001
+FULL_POLL_MAX_SECONDS = 0.05
 
 
 def wake_key(namespace: str, queue_name: str) -> str:
@@ -52,13 +56,16 @@ class _PromptConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, 0)
         self.idle_seconds = timeout / 1000
         self.wake_key = wake_key(broker.namespace, queue_name)
+        self.full_poll_seconds = FULL_POLL_FIRST_SECONDS
 
     def __next__(self) -> Any:
         message = super().__next__()
         if message is not None:
+            self.full_poll_seconds = FULL_POLL_FIRST_SECONDS
             return message
         if self.outstanding_message_count >= self.prefetch:
-            time.sleep(FULL_POLL_SECONDS)
+            time.sleep(self.full_poll_seconds)
+            self.full_poll_seconds = min(self.full_poll_seconds * 2, FULL_POLL_MAX_SECONDS)
             return None
         try:
             # Up to the worker timeout, so the worker still notices a shutdown promptly.

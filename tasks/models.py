@@ -108,6 +108,10 @@ class Task(models.Model):
             models.Index(fields=["submitted_at"], name="task_submitted"),
             models.Index(fields=["completed_at"], name="task_completed"),
             models.Index(fields=["server", "completed_at"], name="task_server_completed"),
+            # Routing counts each server's unfinished jobs under the balancer's lock.
+            models.Index(fields=["server", "state"], name="task_server_state"),
+            # A submit's ETA reads the type's latest successful runs.
+            models.Index(fields=["task_type", "state", "-completed_at"], name="task_type_recent_runs"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),

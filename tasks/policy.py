@@ -10,7 +10,9 @@ from django.conf import settings
 # Failures of the machine, not of the job: another attempt (maybe on another worker)
 # can succeed. Bad params, a missing face, an unusable input image fail the same way
 # every time and are never retried.
-RETRYABLE_ERROR_CODES = frozenset({"WORKER_LOST", "OUT_OF_MEMORY", "TRANSIENT_IO", "REMOTE_SERVER_ERROR"})
+RETRYABLE_ERROR_CODES = frozenset(
+    {"WORKER_LOST", "OUT_OF_MEMORY", "TRANSIENT_IO", "REMOTE_SERVER_ERROR", "INPUT_FETCH_UNAVAILABLE"}
+)
 
 MAX_ATTEMPTS_LIMIT = 10
 QUEUE_TIMEOUT_LIMIT_SECONDS = 86_400

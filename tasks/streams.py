@@ -7,7 +7,7 @@ truth, on the shared pool.
   `?last_event_id=`) resumes after that event; ends after the terminal event.
 - /ws/tasks/{id}: the same events as JSON text frames; closes (1000) after the end.
 - /ws/generation: every event of the caller's jobs from the moment of connecting (or
-  after `?last_event_id=`); stays open.
+  after `?last_event_id=`), in the studio document's shape (studio_message); stays open.
 
 Token in `Authorization: Bearer` or `?token=` (browsers cannot set headers here).
 WebSocket refusals close with 4401 (no or bad token, or one without the read scope) or
@@ -30,7 +30,7 @@ from accounts.models import Scope, User
 from accounts.permissions import token_scopes
 from tasks.api.errors import error_body
 from tasks.events import event_payload
-from tasks.models import TERMINAL_STATES, Task, TaskEvent
+from tasks.models import TERMINAL_STATES, Task, TaskEvent, TaskState
 from tasks.notify import AsyncSubscription, BlockingSubscription, owner_key, poll_interval, task_key
 from tasks.selectors import owner_events_after, owner_last_event_id, task_events_after
 from tasks.waiting import run_db
@@ -189,6 +189,30 @@ def task_events_sse_blocking(task_id: uuid.UUID, last_id: int) -> Iterator[bytes
 # WebSockets -------------------------------------------------------------------------
 
 
+def studio_message(event: TaskEvent, progress_seen: dict[str, float]) -> dict[str, Any]:
+    """A /ws/generation message as the studio document (003) shapes it: `type` is always
+    "progress", `progress` 0-100, `status` queued / generating / completed / failed;
+    the event itself rides along (`event`, `state`, `task_id`, `id`, step and total)."""
+    from tasks.compat.studio import STATUS_NAMES
+
+    payload = event_payload(event)
+    task_id = payload["task_id"]
+    if event.type == TaskEvent.Type.PROGRESS:
+        progress_seen[task_id] = float(payload.get("progress") or 0.0)
+    elif event.state == TaskState.SUCCESS:
+        progress_seen[task_id] = 1.0
+    elif event.state == TaskState.PENDING:
+        progress_seen[task_id] = 0.0  # submitted, or back in the queue for a retry
+    payload.update(
+        event=payload.pop("type"),
+        type="progress",
+        taskId=task_id,
+        progress=round(progress_seen.get(task_id, 0.0) * 100, 1),
+        status=STATUS_NAMES[TaskState(event.state)],
+    )
+    return payload
+
+
 async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
@@ -225,13 +249,15 @@ async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> No
             return owner_events_after(owner_id=user.pk, after_id=after_id, limit=_BATCH)
 
     last_id = after or 0
+    progress_seen: dict[str, float] = {}
     disconnected = asyncio.ensure_future(_until_disconnect(receive, "websocket.disconnect"))
     try:
         async with AsyncSubscription(keys) as subscription:
             while not disconnected.done():
                 events = await run_db(fetch, last_id)
                 for event in events:
-                    await send({"type": "websocket.send", "text": json.dumps(event_payload(event))})
+                    payload = event_payload(event) if task_match is not None else studio_message(event, progress_seen)
+                    await send({"type": "websocket.send", "text": json.dumps(payload)})
                 if events:
                     last_id = events[-1].pk
                     if task_match is not None and is_final_batch(events):

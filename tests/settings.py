@@ -33,6 +33,7 @@ GENERATION = {
 BACKSERV = {
     **BACKSERV,
     "PROGRESS_INTERVAL_SECONDS": 0.0,
+    "CANCEL_CHECK_INTERVAL_SECONDS": 0.0,
     # Tests stay in one process: "job changed" notices go through the in-process hub.
     "NOTIFY_URL": "",
     "WEBHOOK_FIRST_RETRY_SECONDS": 0.05,

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from generation.specs import TASK_TYPES
 from servers.authentication import IsServer
 from servers.remote import REPORTED_STATES, task_report_from_server
+from servers.selectors import remote_capabilities_for_type
 from tasks import services
 from tasks.api.serializers import TaskSerializer
 from tasks.api.views import owned_tasks
@@ -98,7 +99,7 @@ class TaskCreateView(DistributedView):
         if task_type is None:
             # Not ours to run: a remote server declaring these capabilities runs it.
             task_type = data["type"].lower()
-            capabilities = [name.lower() for name in data["capabilities"]] or [task_type]
+            capabilities = [name.lower() for name in data["capabilities"]] or remote_capabilities_for_type(task_type)
         try:
             task = services.task_submit(
                 owner=request.user,

@@ -74,28 +74,45 @@ def transition(
     sources: Iterable[TaskState] | None = None,
     match: Q | None = None,
     data: dict[str, Any] | None = None,
+    held: Task | None = None,
     **fields: Any,
 ) -> bool:
+    """`held`: the running worker's copy of the job, when `match` makes it the claim's
+    holder; what the event and log need is then read from it, not from the row again."""
     allowed = TRANSITIONS[to]
     from_states = frozenset(sources) if sources is not None else allowed
     if not from_states <= allowed:
         raise ValueError(f"{sorted(from_states - allowed)} -> {to} is not a transition of the state machine")
-    with transaction.atomic():
+    # No savepoint when a caller's transaction is open: a savepoint is two more round
+    # trips, and an error here aborts the caller's work anyway.
+    with transaction.atomic(savepoint=False):
         rows = Task.objects.filter(pk=task_id, state__in=from_states)
         if match is not None:
             rows = rows.filter(match)
         now = timezone.now()
         if rows.update(state=to, updated_at=now, **fields) != 1:
             return False
-        row = Task.objects.values(
-            "task_type", "worker", "attempts", "queued_at", "started_at", *EventAudience._fields
-        ).get(pk=task_id)
+        row = _row_after(task_id=task_id, held=held, fields=fields)
         record_event(task_id=task_id, event_type=event, state=to, data=data, audience=EventAudience.of(row))
         if to in TERMINAL_STATES:
             # The job's server has a free slot now: a job waiting for one may take it.
             route_waiting_on_commit()
     _record_transition(task_id=task_id, to=to, event=event, data=data or {}, row=row, now=now)
     return True
+
+
+_ROW_FIELDS = ("task_type", "worker", "attempts", "queued_at", "started_at", *EventAudience._fields)
+
+
+def _row_after(*, task_id: UUID | str, held: Task | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """What an event and its log line need of the job just changed."""
+    if held is None:
+        return Task.objects.values(*_ROW_FIELDS).get(pk=task_id)
+    # The claim's holder matched, so worker and attempts are the holder's; the rest was
+    # fixed at submit or set by this very update.
+    row = {name: getattr(held, name) for name in _ROW_FIELDS}
+    row.update((name, value) for name, value in fields.items() if name in _ROW_FIELDS)
+    return row
 
 
 def _record_transition(

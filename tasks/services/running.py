@@ -82,14 +82,19 @@ def task_start(*, task: Task, batch_size: int = 1) -> bool:
     data: dict[str, Any] = {"worker": task.worker, "attempt": task.attempts}
     if batch_size > 1:
         data["batch_size"] = batch_size
-    return transition(
+    started_at = timezone.now()
+    started = transition(
         task_id=task.pk,
         to=TaskState.STARTED,
         event=EventType.STARTED,
         match=claim_holder(worker=task.worker, attempt=task.attempts) & Q(cancel_requested=False),
         data=data,
-        started_at=timezone.now(),
+        held=task,
+        started_at=started_at,
     )
+    if started:
+        task.state, task.started_at = TaskState.STARTED, started_at
+    return started
 
 
 def task_lease_renew(*, task: Task) -> bool:
@@ -120,17 +125,34 @@ def task_progress_report(*, task: Task, progress: float, step: int, total: int) 
     return bool(updated)
 
 
-def task_succeed(*, task: Task, result: dict[str, Any]) -> bool:
-    return transition(
-        task_id=task.pk,
-        to=TaskState.SUCCESS,
-        event=EventType.SUCCEEDED,
-        match=claim_holder(worker=task.worker, attempt=task.attempts),
-        progress=1.0,
-        result=result,
-        completed_at=timezone.now(),
-        lease_expires_at=None,
-    )
+def task_succeed(*, task: Task, result: dict[str, Any], last_step: tuple[int, int] | None = None) -> bool:
+    """`last_step` (step, total): the pipeline's final step, logged as the job's last
+    progress event in the same transaction, rather than in one of its own just before."""
+    with transaction.atomic():
+        if last_step is not None:
+            step, total = last_step
+            record_event(
+                task_id=task.pk,
+                event_type=EventType.PROGRESS,
+                state=TaskState.STARTED,
+                data={"progress": 1.0, "step": step, "total": total},
+                audience=EventAudience(task.owner_id, task.webhook, task.webhook_events),
+            )
+        succeeded = transition(
+            task_id=task.pk,
+            to=TaskState.SUCCESS,
+            event=EventType.SUCCEEDED,
+            match=claim_holder(worker=task.worker, attempt=task.attempts),
+            held=task,
+            progress=1.0,
+            result=result,
+            completed_at=timezone.now(),
+            lease_expires_at=None,
+        )
+        if not succeeded:
+            # Not ours any more: nor is its progress.
+            transaction.set_rollback(True)
+    return succeeded
 
 
 def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None) -> bool:

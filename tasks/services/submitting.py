@@ -16,6 +16,7 @@ from servers.selectors import remote_capabilities_declared, remote_servers_decla
 from tasks import metrics, policy
 from tasks.dispatch import dispatch_on_commit
 from tasks.errors import InvalidInput, QuotaExceeded, StateConflict
+from tasks.events import EventAudience
 from tasks.models import (
     ACTIVE_STATES,
     RETRYABLE_STATES,
@@ -98,7 +99,13 @@ def task_submit(
             queue_timeout_seconds=queue_timeout,
             **queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
         )
-        record_event(task_id=task.pk, event_type=EventType.SUBMITTED, state=TaskState.PENDING, data=route.event_data())
+        record_event(
+            task_id=task.pk,
+            event_type=EventType.SUBMITTED,
+            state=TaskState.PENDING,
+            data=route.event_data(),
+            audience=EventAudience(owner.pk, webhook, events),
+        )
         if route.destination is not None:
             dispatch_on_commit(task_id=task.pk, destination=route.destination)
         transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())

@@ -184,7 +184,16 @@ def test_the_generation_websocket_carries_every_job_of_its_owner(
     messages = asyncio.run(follow())
 
     assert {message["task_id"] for message in messages} == {messages[0]["task_id"]}
-    assert messages[0]["type"] == "submitted"
+    assert messages[0]["event"] == "submitted"
+    # The studio document's shape: {type: "progress", taskId, progress 0-100, status}.
+    assert {message["type"] for message in messages} == {"progress"}
+    assert {message["taskId"] for message in messages} == {messages[0]["task_id"]}
+    assert (messages[0]["status"], messages[0]["progress"]) == ("queued", 0.0)
+    assert (messages[-1]["status"], messages[-1]["progress"]) == ("completed", 100.0)
+    running = [message for message in messages if message["event"] == "progress"]
+    assert running and all(message["status"] == "generating" for message in running)
+    assert [message["progress"] for message in running] == sorted(message["progress"] for message in running)
+    assert 0 < running[0]["progress"] <= 100
 
 
 @pytest.mark.parametrize(("path", "token_name", "code"), [("tasks", None, 4401), ("tasks", "other", 4404)])

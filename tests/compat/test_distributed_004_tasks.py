@@ -115,15 +115,29 @@ def test_create_replays_the_documented_request_and_answers_its_fields(
     assert str(task.server_id) == server_id and task.params == CREATE["payload"] and task.priority == 1
 
 
-def test_the_sdk_examples_need_a_server_declaring_the_type_itself(user_jwt: APIClient, admin_jwt: APIClient) -> None:
-    _register(admin_jwt)
+def test_the_sdk_example_runs_on_the_documented_server_declaring_its_family(
+    user_jwt: APIClient, admin_jwt: APIClient
+) -> None:
     body = _error(user_jwt.post("/api/task", SDK_CREATE, format="json"), 400, "Invalid request")
-    # Without capabilities the type is the capability: the document's server says video, image.
-    assert "type" in body["fields"] and "image_creation" in body["details"] and "video" in body["details"]
+    assert "type" in body["fields"] and "image_creation" in body["details"]
+    # The document registers a server with capabilities video and image, then creates
+    # video-processing jobs without capabilities: the type's family is what it needs.
+    _register(admin_jwt)
+    response = user_jwt.post("/api/task", SDK_CREATE, format="json")
+    assert response.status_code == 201, response.content
+    task = Task.objects.get(pk=response.json()["id"])
+    assert task.capabilities == ["video"] and task.server.name == REGISTER["name"]
+
+
+def test_a_server_declaring_the_type_itself_is_preferred_over_its_family(
+    user_jwt: APIClient, admin_jwt: APIClient
+) -> None:
+    _register(admin_jwt)
     _register(admin_jwt, name="transcoder-01", capabilities=["video-processing"])
     response = user_jwt.post("/api/task", SDK_CREATE, format="json")
     assert response.status_code == 201, response.content
-    assert Task.objects.get(pk=response.json()["id"]).server.name == "transcoder-01"
+    task = Task.objects.get(pk=response.json()["id"])
+    assert task.capabilities == ["video-processing"] and task.server.name == "transcoder-01"
 
 
 def test_a_type_no_server_runs_is_a_400_naming_type_and_the_accepted_types(user_jwt: APIClient) -> None:

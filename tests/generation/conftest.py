@@ -55,12 +55,17 @@ class ImageServer:
         self.requests: list[str] = []
         self.put_status = 200
         self.uploads: list[Upload] = []
+        # path -> how many more GETs of it answer 503 before its route does.
+        self.failures: dict[str, int] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 route = server.routes.get(self.path, Route(status=404, body=b"not found"))
+                if server.failures.get(self.path):
+                    server.failures[self.path] -= 1
+                    route = Route(status=503, body=b"busy")
                 self.send_response(route.status)
                 for name, value in route.headers.items():
                     self.send_header(name, value)

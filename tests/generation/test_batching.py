@@ -95,10 +95,10 @@ def test_a_job_cancelled_mid_batch_is_revoked_and_the_others_finish(
 
     report = runner.StepReporter.__call__
 
-    def cancel_at_step_two(self: runner.StepReporter, step: int, total: int) -> None:
+    def cancel_at_step_two(self: runner.StepReporter, row: Any, step: int, total: int) -> None:
         if step == 2 and self.task.pk == victim.pk:
             services.task_cancel(task=Task.objects.get(pk=victim.pk))
-        report(self, step, total)
+        report(self, row, step, total)
 
     monkeypatch.setattr(runner.StepReporter, "__call__", cancel_at_step_two)
     stopped_worker.start()

@@ -151,3 +151,25 @@ def test_deleting_a_finished_job_deletes_its_files(
     assert default_storage.exists(path)
     assert client.delete(f"/api/v1/tasks/{task_id}").status_code == 200
     assert not default_storage.exists(path)
+
+
+def test_outputs_go_to_the_configured_storage_backend_and_its_own_urls(
+    worker: InProcessWorker, client: APIClient, submit: Callable[..., dict[str, Any]], settings: Any
+) -> None:
+    # STORAGE_BACKEND / STORAGE_OPTIONS fill STORAGES["default"]: any Django storage,
+    # django-storages' S3 among them; Django's in-memory one stands in for it here.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage", "OPTIONS": {"base_url": "/cdn/"}},
+    }
+    task_id = submit()["task_id"]
+    task = worker.wait_for(task_id)
+    assert task.state == TaskState.SUCCESS, task.error_message
+    output = client.get(f"/api/v1/tasks/{task_id}").json()["result"]["outputs"][0]
+    path = task.result["outputs"][0]["path"]
+    # Not this site's signed link: the storage's own URL (a presigned one, on S3).
+    assert output["url"] == f"http://testserver/cdn/{path}"
+    with default_storage.open(path) as stored:
+        assert Image.open(io.BytesIO(stored.read())).size == (64, 64)
+    assert client.delete(f"/api/v1/tasks/{task_id}").status_code == 200
+    assert not default_storage.exists(path)

@@ -159,6 +159,19 @@ def test_it_refuses_a_decompression_bomb_before_decoding_it(
     assert "4000x4000" in task.error_message
 
 
+def test_an_input_server_answering_503_is_tried_again_on_the_next_attempt(
+    image_server: ImageServer, allow_loopback: None, run_job: RunJob, settings: Any
+) -> None:
+    settings.BACKSERV = {**settings.BACKSERV, "RETRY_BACKOFF_SECONDS": 0.01, "RETRY_BACKOFF_MAX_SECONDS": 0.01}
+    url = image_server.serve("/busy.png", png_bytes(8, 8))
+    image_server.failures["/busy.png"] = 1
+    task = run_job("image_upscale", upscale(url))
+    assert task.state == TaskState.SUCCESS, task.error_message
+    assert task.attempts == 2 and image_server.requests == ["/busy.png", "/busy.png"]
+    retried = task.events.get(type="retry_scheduled")
+    assert retried.data["code"] == "INPUT_FETCH_UNAVAILABLE" and "503" in retried.data["message"]
+
+
 def test_an_http_error_fails_the_job_with_its_status(
     image_server: ImageServer, allow_loopback: None, run_job: RunJob
 ) -> None:

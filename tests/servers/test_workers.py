@@ -170,7 +170,9 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
     worker.start()
     try:
         server = Server.objects.get(name="gpu-box-7")
-        assert (server.kind, server.status, server.max_concurrent) == ("worker", "online", 3)
+        # Three threads, each running up to a batch of jobs at once.
+        batch = settings.GENERATION["DYNAMIC_BATCH_SIZE"]
+        assert (server.kind, server.status, server.max_concurrent) == ("worker", "online", 3 * batch)
         assert sorted(server.capabilities) == ["face_swap", "image_creation", "image_to_image", "image_upscale"]
         assert worker.consumer_whitelist == {shared, server.queue_name}
         task = _submit(owner)

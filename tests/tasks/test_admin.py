@@ -3,9 +3,12 @@ same services as the API. Staff only; the dashboard renders with data."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from accounts.models import User
@@ -69,15 +72,20 @@ def test_the_detail_shows_params_preview_error_attempts_and_timeline(console: Cl
     services.task_fail(task=first, code="OUT_OF_MEMORY", message="CUDA out of memory")
     Task.objects.filter(pk=task.pk).update(run_after=None)
     second = _running(Task.objects.get(pk=task.pk), worker="gpu-2:9")
+    image_path = default_storage.save(f"outputs/{task.pk}/2-0.png", ContentFile(b"\x89PNG preview bytes"))
     outputs = [
-        {"url": "/media/outputs/x/2-0.png", "content_type": "image/png"},
-        {"url": "/media/outputs/x/2-1.mp4", "content_type": "video/mp4"},
+        {"path": image_path, "url": f"/media/{image_path}", "content_type": "image/png"},
+        {"path": f"outputs/{task.pk}/2-1.mp4", "url": f"/media/outputs/{task.pk}/2-1.mp4", "content_type": "video/mp4"},
     ]
     services.task_succeed(task=second, result={"outputs": outputs})
     html = console.get(f"{CHANGELIST}{task.pk}/change/").content.decode()
     assert "a red fox" in html
-    assert '<img src="/media/outputs/x/2-0.png"' in html
-    assert '<video src="/media/outputs/x/2-1.mp4" controls' in html
+    image_src = re.search(r'<img src="([^"]+)"', html)[1].replace("&amp;", "&")
+    assert image_src.startswith(f"/media/{image_path}?") and "signature=" in image_src
+    # The thumbnail loads: its link is signed, as the API's are.
+    preview = console.get(image_src)
+    assert preview.status_code == 200 and b"".join(preview.streaming_content) == b"\x89PNG preview bytes"
+    assert re.search(rf'<video src="/media/outputs/{task.pk}/2-1.mp4\?[^"]*signature=[^"]*" controls', html)
     assert "OUT_OF_MEMORY: CUDA out of memory" in html and "gpu-2:9" in html
     assert "retry_scheduled" in html and "Event timeline" in html
 

@@ -41,3 +41,22 @@ def test_a_job_s_lifecycle_stays_within_its_query_budget(
     assert len(run) <= WORKER_FIXED_BUDGET + steps * WORKER_PER_STEP_BUDGET, [
         query["sql"][:120] for query in run.captured_queries
     ]
+
+
+def test_the_cancel_check_reads_the_row_at_most_once_per_interval(
+    transactional_db: None, client: APIClient, demo_models: Any, settings: Any
+) -> None:
+    def worker_queries(steps: int) -> list[str]:
+        body = {"task_type": "image_creation", "params": {"prompt": "fox", "width": 64, "height": 64, "steps": steps}}
+        task_id = client.post("/api/v1/tasks", body, format="json").json()["task_id"]
+        with CaptureQueriesContext(connection) as run:
+            execute_message(task_id, queue_name=Task.objects.get(pk=task_id).queue_name)
+        assert Task.objects.get(pk=task_id).state == TaskState.SUCCESS
+        return [query["sql"] for query in run.captured_queries if '"cancel_requested" FROM' in query["sql"]]
+
+    settings.BACKSERV = {**settings.BACKSERV, "CANCEL_CHECK_INTERVAL_SECONDS": 0.0}
+    # Once as the model is taken, then after every step.
+    assert len(worker_queries(steps=6)) == 7
+    settings.BACKSERV = {**settings.BACKSERV, "CANCEL_CHECK_INTERVAL_SECONDS": 60.0}
+    # Only the read as the model is taken: no step comes a minute after it.
+    assert len(worker_queries(steps=6)) == 1
