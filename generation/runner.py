@@ -110,7 +110,7 @@ def run_claimed(tasks: list[Task]) -> None:
     """Run claimed jobs of one batch key (or a single job) as one pipeline call and
     record each job's own outcome."""
     with routing_deferred(), _leases_kept(tasks):
-        started = [task for task in tasks if _start(task, batch_size=len(tasks))]
+        started = _start(tasks)
         if not started:
             return
         steps = BatchSteps(started)
@@ -127,34 +127,45 @@ def run_claimed(tasks: list[Task]) -> None:
             for task in steps.running:
                 services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
             return
+        finished: list[tuple[Task, dict[str, Any]]] = []
         for task, (outputs, metadata) in zip(started, results, strict=True):
             # A job stopped mid-batch was settled then; its image is discarded.
             if task in steps.running:
-                _finish(task, outputs, metadata, last_step=steps.reporters[task.pk].last_step)
+                result = _deliver(task, outputs, metadata)
+                if result is not None:
+                    finished.append((task, result))
+        succeeded = services.tasks_succeed(
+            finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+        )
+        for task, result in finished:
+            if task not in succeeded:
+                outputs_discard(result["outputs"])
 
 
-def _start(task: Task, *, batch_size: int) -> bool:
-    if services.task_start(task=task, batch_size=batch_size):
-        return True
-    task.refresh_from_db()
-    if task.state in ACTIVE_STATES and task.cancel_requested:
-        services.task_revoke_running(task=task)
-    return False
+def _start(tasks: list[Task]) -> list[Task]:
+    """The claimed jobs started; one whose cancel came in since its claim is revoked."""
+    started = services.tasks_start(tasks=tasks)
+    for task in tasks:
+        if task not in started:
+            task.refresh_from_db()
+            if task.state in ACTIVE_STATES and task.cancel_requested:
+                services.task_revoke_running(task=task)
+    return started
 
 
-def _finish(task: Task, outputs: list[Any], metadata: dict[str, Any], *, last_step: tuple[int, int] | None) -> None:
+def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """Store a finished job's outputs (and PUT the first to its output URL, if it has
+    one); returns its result, or None when the job failed on the way."""
     output_url = task.params.get("output_url")
     if output_url and outputs:
         try:
             output_put(url=output_url, output=outputs[0])
         except PipelineInputError as error:
             services.task_fail(task=task, code=error.code, message=error.message)
-            return
+            return None
         metadata = {**metadata, "output_url": output_url}
     stored = outputs_store(task=task, outputs=outputs)
-    result = {**metadata, "outputs": stored, "url": stored[0]["url"] if stored else None}
-    if not services.task_succeed(task=task, result=result, last_step=last_step):
-        outputs_discard(stored)
+    return {**metadata, "outputs": stored, "url": stored[0]["url"] if stored else None}
 
 
 def _run_pipeline(tasks: list[Task], steps: BatchSteps) -> list[tuple[list[Any], dict[str, Any]]]:

@@ -267,34 +267,57 @@ def tasks_route_waiting(*, limit: int = 500) -> int:
     waiting = Task.objects.filter(state=TaskState.PENDING, queue_name="")
     if not waiting.exists():
         return 0
-    routed = 0
     with transaction.atomic():
         router = Router.locked()
         if not router.ring:
-            for task in waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:limit]:
-                if not task.capabilities:
-                    routed += _route_and_dispatch(task=task, route=_shared_route())
-            return routed
+            ordered = waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:limit]
+            return _route_all([(task, _shared_route()) for task in ordered if not task.capabilities])
         # Read after taking the lock: another process may have routed some meanwhile.
         # Only about as many as there are free slots: a finished job frees one slot, and
         # reading hundreds of waiting rows for it cost more than the job's own writes.
         # The margin covers jobs no free server may run (capabilities, groups).
         candidates = min(limit, router.free_slots() * 4)
+        chosen: list[tuple[Task, Route]] = []
         for task in waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:candidates]:
             if not router.has_capacity():
                 break
             route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
             if route.server is not None:
-                routed += _route_and_dispatch(task=task, route=route)
+                chosen.append((task, route))
         router.save()
+        return _route_all(chosen)
+
+
+def _route_all(chosen: list[tuple[Task, Route]]) -> int:
+    """Move waiting jobs to their chosen routes and send their messages: one UPDATE and
+    one INSERT of events per route, not per job (a batch frees several slots at once).
+    Only jobs still waiting move; a job cancelled meanwhile stays as it is."""
+    by_queue: dict[str, tuple[Route, list[Task]]] = {}
+    for task, route in chosen:
+        by_queue.setdefault(route.queue_name, (route, []))[1].append(task)
+    routed = 0
+    for route, tasks in by_queue.values():
+        now = timezone.now()
+        ids = [task.pk for task in tasks]
+        if not Task.objects.filter(pk__in=ids, state=TaskState.PENDING, queue_name="").update(
+            **route.task_fields(), dispatched_at=now, updated_at=now
+        ):
+            continue
+        # The rows this update moved: on the route, stamped with its instant.
+        moved = list(
+            Task.objects.filter(pk__in=ids, queue_name=route.queue_name, updated_at=now).values_list("pk", flat=True)
+        )
+        if route.server is not None:
+            TaskEvent.objects.bulk_create(
+                [
+                    TaskEvent(task_id=pk, type=TaskEvent.Type.ROUTED, state=TaskState.PENDING, data=route.event_data())
+                    for pk in moved
+                ]
+            )
+        for pk in moved:
+            dispatch_on_commit(task_id=pk, destination=route.destination)
+        routed += len(moved)
     return routed
-
-
-def _route_and_dispatch(*, task: Task, route: Route) -> int:
-    if not _assign(task=task, route=route):
-        return 0
-    dispatch_on_commit(task_id=task.pk, destination=route.destination)
-    return 1
 
 
 _deferred = threading.local()

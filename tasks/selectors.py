@@ -4,6 +4,7 @@ history. Stats and the dashboard's figures are in tasks.stats."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -23,11 +24,11 @@ def task_queue_position(task: Task) -> int | None:
     claim's own order: higher priority first, then older."""
     if task.state != TaskState.PENDING:
         return None
-    return (
-        Task.objects.filter(queue_name=task.queue_name, state=TaskState.PENDING)
-        .filter(Q(priority__gt=task.priority) | Q(priority=task.priority, submitted_at__lt=task.submitted_at))
-        .count()
-    )
+    return Task.objects.filter(queue_name=task.queue_name, state=TaskState.PENDING).filter(_ahead_of(task)).count()
+
+
+def _ahead_of(task: Task) -> Q:
+    return Q(priority__gt=task.priority) | Q(priority=task.priority, submitted_at__lt=task.submitted_at)
 
 
 def task_type_run_seconds(task_type: str) -> float | None:
@@ -43,17 +44,30 @@ def task_type_run_seconds(task_type: str) -> float | None:
     return statistics.median(durations) if durations else None
 
 
-def task_eta_seconds(task: Task, *, position: int | None = None) -> float | None:
-    """Seconds until the job should finish: the jobs ahead of it run in as many lanes
-    as the queue has jobs running now (at least one), then it runs itself."""
-    if task.state != TaskState.PENDING:
-        return None
-    run_seconds = task_type_run_seconds(task.task_type)
-    if run_seconds is None:
-        return None
-    ahead = task_queue_position(task) if position is None else position
-    lanes = max(Task.objects.filter(queue_name=task.queue_name, state__in=ACTIVE_STATES).count(), 1)
+def queue_lanes(queue_name: str) -> int:
+    """How many jobs of the queue run side by side now (at least one)."""
+    return max(Task.objects.filter(queue_name=queue_name, state__in=ACTIVE_STATES).count(), 1)
+
+
+def eta_seconds(*, run_seconds: float, ahead: int, lanes: int) -> float:
     return round(run_seconds * (ahead // lanes + 1), 1)
+
+
+def task_queue_positions(tasks: Iterable[Task]) -> dict[Any, int | None]:
+    """task_queue_position of many jobs (a batch submit, a listing): one query per
+    queue, each job's count a filtered aggregate of the same scan."""
+    positions: dict[Any, int | None] = {}
+    waiting_by_queue: dict[str, list[Task]] = {}
+    for task in tasks:
+        if task.state == TaskState.PENDING:
+            waiting_by_queue.setdefault(task.queue_name, []).append(task)
+        else:
+            positions[task.pk] = None
+    for queue_name, waiting in waiting_by_queue.items():
+        ahead = {f"ahead_{index}": Count("pk", filter=_ahead_of(task)) for index, task in enumerate(waiting)}
+        counts = Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING).aggregate(**ahead)
+        positions.update({task.pk: counts[f"ahead_{index}"] for index, task in enumerate(waiting)})
+    return positions
 
 
 def task_events_after(*, task_id: UUID | str, after_id: int, limit: int = 500) -> list[TaskEvent]:

@@ -24,10 +24,11 @@ from tasks.api.serializers import (
     TaskSubmitSerializer,
     WebhookDeliverySerializer,
     WebhookSecretSerializer,
+    with_queue_positions,
 )
 from tasks.api.views import owned_task
 from tasks.errors import DomainError, flatten_validation_errors
-from tasks.models import WebhookDelivery
+from tasks.models import Task, WebhookDelivery
 from tasks.streams import parse_event_id, task_events_sse_blocking
 from tasks.webhooks import webhook_redeliver, webhook_secret_get, webhook_secret_rotate
 
@@ -84,11 +85,20 @@ class TaskBatchView(APIView):
     def post(self, request: Request) -> Response:
         batch = BatchSubmitSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        results = [self._submit_one(request, index, item) for index, item in enumerate(batch.validated_data["tasks"])]
-        accepted = sum(1 for result in results if "task" in result)
-        return Response({"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+        outcomes = [self._submit_one(request, index, item) for index, item in enumerate(batch.validated_data["tasks"])]
+        queued = [outcome for outcome in outcomes if isinstance(outcome, Task)]
+        # One query per queue for every queued job's position, not one per job.
+        context = with_queue_positions({"request": request}, queued)
+        results = [
+            {"index": index, "status": 202, "task": TaskSerializer(outcome, context=context).data}
+            if isinstance(outcome, Task)
+            else outcome
+            for index, outcome in enumerate(outcomes)
+        ]
+        return Response({"accepted": len(queued), "rejected": len(results) - len(queued), "results": results})
 
-    def _submit_one(self, request: Request, index: int, item: Any) -> dict[str, Any]:
+    def _submit_one(self, request: Request, index: int, item: Any) -> Task | dict[str, Any]:
+        """The queued job, or the item's error result."""
         if not isinstance(item, dict):
             fields = {"": ["Must be an object."]}
             error = error_body(detail="Each job must be an object.", code="invalid", fields=fields)
@@ -106,7 +116,7 @@ class TaskBatchView(APIView):
         except DomainError as error:
             body = error_body(detail=error.message, code=error.code, fields=error.fields)
             return {"index": index, "status": error.status_code, "error": body}
-        return {"index": index, "status": 202, "task": TaskSerializer(task, context={"request": request}).data}
+        return task
 
 
 class EventStreamRenderer(renderers.BaseRenderer):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +12,14 @@ from backserv_site.media import media_url
 from tasks import policy
 from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
-from tasks.selectors import task_attempts_history, task_eta_seconds, task_queue_position
+from tasks.selectors import (
+    eta_seconds,
+    queue_lanes,
+    task_attempts_history,
+    task_queue_position,
+    task_queue_positions,
+    task_type_run_seconds,
+)
 
 
 class TaskSubmitSerializer(serializers.Serializer):
@@ -80,6 +88,12 @@ class TaskSubmitSerializer(serializers.Serializer):
         }
 
 
+def with_queue_positions(context: dict[str, Any], tasks: list[Task]) -> dict[str, Any]:
+    """A serializer context with the jobs' queue positions counted in one query per
+    queue, for serializing many jobs."""
+    return {**context, "_queue_positions": task_queue_positions(tasks)}
+
+
 class TaskSerializer(serializers.ModelSerializer):
     task_id = serializers.UUIDField(source="id", read_only=True)
     user_id = serializers.CharField(source="user_label", read_only=True)
@@ -137,14 +151,25 @@ class TaskSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_eta_seconds(self, task: Task) -> float | None:
         position = self._position(task)
-        return None if position is None else task_eta_seconds(task, position=position)
+        if position is None:
+            return None
+        # Per type and per queue, not per job: a listing or a batch shares them.
+        run_seconds = self._cached("_run_seconds", task.task_type, lambda: task_type_run_seconds(task.task_type))
+        if run_seconds is None:
+            return None
+        lanes = self._cached("_lanes", task.queue_name, lambda: queue_lanes(task.queue_name))
+        return eta_seconds(run_seconds=run_seconds, ahead=position, lanes=lanes)
 
     def _position(self, task: Task) -> int | None:
-        # Both fields need it; count once per job.
-        positions = self.context.setdefault("_queue_positions", {})
-        if task.pk not in positions:
-            positions[task.pk] = task_queue_position(task)
-        return positions[task.pk]
+        # Both fields need it; count once per job (or for many at once, see
+        # with_queue_positions).
+        return self._cached("_queue_positions", task.pk, lambda: task_queue_position(task))
+
+    def _cached(self, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+        cache = self.context.setdefault(name, {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
 
     @extend_schema_field(serializers.JSONField(allow_null=True))
     def get_result(self, task: Task) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from tasks.api.schema import (
     TASK_REPORT_EXAMPLES,
     errors,
 )
-from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubmitSerializer
+from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubmitSerializer, with_queue_positions
 from tasks.errors import InvalidInput
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
@@ -131,6 +131,14 @@ class TaskListCreateView(generics.ListAPIView):
             # Schema generation: no user, only the model matters.
             return Task.objects.none()
         return owned_tasks(self.request)
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("many") and args:
+            # A page of jobs: their queue positions in one query per queue.
+            page = list(args[0])
+            kwargs["context"] = with_queue_positions(self.get_serializer_context(), page)
+            return super().get_serializer(page, *args[1:], **kwargs)
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
         summary="Submit a job",

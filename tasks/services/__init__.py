@@ -20,6 +20,8 @@ from tasks.services.running import (
     task_start,
     task_succeed,
     task_time_out_running,
+    tasks_start,
+    tasks_succeed,
 )
 from tasks.services.submitting import (
     task_cancel,
@@ -57,5 +59,7 @@ __all__ = [
     "tasks_recover_after_restart",
     "tasks_redispatch_stale",
     "tasks_requeue_expired",
+    "tasks_start",
+    "tasks_succeed",
     "tasks_time_out_queued",
 ]

@@ -4,7 +4,7 @@ conditional UPDATE plus one event row, in one transaction."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -101,6 +101,75 @@ def transition(
     return True
 
 
+# An event to log just before a job's own change, in the same INSERT: (type, state, data).
+PriorEvent = tuple[str, TaskState, dict[str, Any]]
+
+
+def transition_held(
+    *,
+    tasks: list[Task],
+    to: TaskState,
+    event: str,
+    data_of: Callable[[Task], dict[str, Any]],
+    match: Q | None = None,
+    fields_of: Callable[[Task], dict[str, Any]] | None = None,
+    prior_events_of: Callable[[Task], list[PriorEvent]] | None = None,
+    **fields: Any,
+) -> list[Task]:
+    """The same change for several jobs a worker holds (a batch), in one transaction
+    with one INSERT of all their events. Each row must still be held by the claim in
+    the worker's copy; those that are not (cancelled, reaped meanwhile) are left alone
+    and not returned.
+
+    With `fields_of` (each job its own values, e.g. its result) it is an UPDATE per job;
+    without, one UPDATE for all, and one read of which rows it changed."""
+    with transaction.atomic(savepoint=False):
+        now = timezone.now()
+        rows = Task.objects.filter(state__in=TRANSITIONS[to])
+        if match is not None:
+            rows = rows.filter(match)
+        if fields_of is not None:
+            done = [
+                task
+                for task in tasks
+                if rows.filter(pk=task.pk)
+                .filter(claim_holder(worker=task.worker, attempt=task.attempts))
+                .update(state=to, updated_at=now, **fields, **fields_of(task))
+            ]
+        else:
+            holders = Q()
+            for task in tasks:
+                holders |= Q(pk=task.pk) & claim_holder(worker=task.worker, attempt=task.attempts)
+            if not rows.filter(holders).update(state=to, updated_at=now, **fields):
+                return []
+            # The rows this update changed: in the target state, stamped with its instant.
+            changed = set(
+                Task.objects.filter(pk__in=[task.pk for task in tasks], state=to, updated_at=now).values_list(
+                    "pk", flat=True
+                )
+            )
+            done = [task for task in tasks if task.pk in changed]
+        logged: list[tuple[Task, str, TaskState, dict[str, Any]]] = []
+        for task in done:
+            logged += [(task, *prior) for prior in (prior_events_of(task) if prior_events_of else [])]
+            logged.append((task, event, to, data_of(task)))
+        TaskEvent.objects.bulk_create(
+            [TaskEvent(task_id=task.pk, type=kind, state=state, data=data) for task, kind, state, data in logged]
+        )
+        for task, kind, _, _ in logged:
+            audience = EventAudience(task.owner_id, task.webhook, task.webhook_events)
+            transaction.on_commit(
+                partial(task_event_committed, task_id=task.pk, event_type=kind, audience=audience), robust=True
+            )
+        if done and to in TERMINAL_STATES:
+            route_waiting_on_commit()
+    for task in done:
+        changed_fields = {**fields, **(fields_of(task) if fields_of else {})}
+        row = _row_after(task_id=task.pk, held=task, fields=changed_fields)
+        _record_transition(task_id=task.pk, to=to, event=event, data=data_of(task), row=row, now=now)
+    return done
+
+
 _ROW_FIELDS = ("task_type", "worker", "attempts", "queued_at", "started_at", *EventAudience._fields)
 
 
@@ -111,7 +180,12 @@ def _row_after(*, task_id: UUID | str, held: Task | None, fields: dict[str, Any]
     # The claim's holder matched, so worker and attempts are the holder's; the rest was
     # fixed at submit or set by this very update.
     row = {name: getattr(held, name) for name in _ROW_FIELDS}
-    row.update((name, value) for name, value in fields.items() if name in _ROW_FIELDS)
+    row.update(
+        (name, value)
+        for name, value in fields.items()
+        # An expression (attempts + 1) is not the value: `held` has that.
+        if name in _ROW_FIELDS and not hasattr(value, "resolve_expression")
+    )
     return row
 
 

@@ -3,6 +3,7 @@ report progress, and finish: succeed, fail (retrying when it may), time out, rev
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,36 +19,61 @@ from tasks.models import (
     Task,
     TaskState,
 )
-from tasks.services.core import EventType, claim_holder, lease_deadline, record_event, retry_later, transition
+from tasks.services.core import (
+    EventType,
+    PriorEvent,
+    claim_holder,
+    lease_deadline,
+    record_event,
+    retry_later,
+    transition,
+    transition_held,
+)
 
 
-def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = None) -> bool:
-    """Claim a PENDING job (only while it is still routed to `queue_name`, if given)."""
-    now = timezone.now()
-    return transition(
+def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = None, seen: Task | None = None) -> bool:
+    """Claim a PENDING job (only while it is still routed to `queue_name`, if given).
+
+    `seen`: the job as the caller read it while PENDING. The claim then also requires
+    the attempt count it read, so on success the caller's copy is brought up to date
+    here, with nothing read back."""
+    now, lease_expires_at = timezone.now(), lease_deadline()
+    match = Q(queue_name=queue_name) if queue_name is not None else Q()
+    if seen is not None:
+        match &= Q(attempts=seen.attempts)
+        # What the job will be once claimed, for the event and the log line.
+        held = copy.copy(seen)
+        held.worker, held.attempts = worker, seen.attempts + 1
+    else:
+        held = None
+    claimed = transition(
         task_id=task_id,
         to=TaskState.RECEIVED,
         event=EventType.CLAIMED,
-        match=Q(queue_name=queue_name) if queue_name is not None else None,
+        match=match,
         data={"worker": worker},
+        held=held,
         worker=worker,
         attempts=F("attempts") + 1,
         claimed_at=now,
-        lease_expires_at=lease_deadline(),
+        lease_expires_at=lease_expires_at,
         cancel_requested=False,
     )
+    if claimed and seen is not None:
+        seen.state, seen.worker, seen.attempts = TaskState.RECEIVED, worker, seen.attempts + 1
+        seen.claimed_at, seen.lease_expires_at, seen.cancel_requested = now, lease_expires_at, False
+    return claimed
 
 
 def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8, now: datetime | None = None) -> Task | None:
     """Claim the best waiting job of a queue: highest priority, then oldest.
 
     Deciding here rather than by message order gives priorities on every broker. The
-    candidates are tried in turn because other workers claim from the same list.
-    """
+    candidates are tried in turn because other workers claim from the same list."""
     waiting = _claimable(queue_name=queue_name, now=now or timezone.now())
-    for task_id in list(waiting.values_list("pk", flat=True)[:candidates]):
-        if task_claim(task_id=task_id, worker=worker):
-            return Task.objects.get(pk=task_id)
+    for task in list(waiting[:candidates]):
+        if task_claim(task_id=task.pk, worker=worker, seen=task):
+            return task
     return None
 
 
@@ -59,12 +85,12 @@ def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetim
         return []
     waiting = _claimable(queue_name=leader.queue_name, now=now or timezone.now()).filter(batch_key=leader.batch_key)
     claimed = []
-    for task_id in list(waiting.exclude(pk=leader.pk).values_list("pk", flat=True)[: limit * 2]):
-        if task_claim(task_id=task_id, worker=worker, queue_name=leader.queue_name):
-            claimed.append(task_id)
+    for task in list(waiting.exclude(pk=leader.pk)[: limit * 2]):
+        if task_claim(task_id=task.pk, worker=worker, queue_name=leader.queue_name, seen=task):
+            claimed.append(task)
             if len(claimed) == limit:
                 break
-    return list(Task.objects.filter(pk__in=claimed).order_by("-priority", "submitted_at"))
+    return claimed
 
 
 def _claimable(*, queue_name: str, now: datetime) -> QuerySet[Task]:
@@ -93,6 +119,25 @@ def task_start(*, task: Task, batch_size: int = 1) -> bool:
         started_at=started_at,
     )
     if started:
+        task.state, task.started_at = TaskState.STARTED, started_at
+    return started
+
+
+def tasks_start(*, tasks: list[Task]) -> list[Task]:
+    """Start the claimed jobs of one pipeline call in one go (see transition_held);
+    returns those started. A job whose cancel came in since its claim is not started."""
+    if len(tasks) == 1:
+        return tasks if task_start(task=tasks[0]) else []
+    started_at = timezone.now()
+    started = transition_held(
+        tasks=tasks,
+        to=TaskState.STARTED,
+        event=EventType.STARTED,
+        data_of=lambda task: {"worker": task.worker, "attempt": task.attempts, "batch_size": len(tasks)},
+        match=Q(cancel_requested=False),
+        started_at=started_at,
+    )
+    for task in started:
         task.state, task.started_at = TaskState.STARTED, started_at
     return started
 
@@ -128,31 +173,37 @@ def task_progress_report(*, task: Task, progress: float, step: int, total: int) 
 def task_succeed(*, task: Task, result: dict[str, Any], last_step: tuple[int, int] | None = None) -> bool:
     """`last_step` (step, total): the pipeline's final step, logged as the job's last
     progress event in the same transaction, rather than in one of its own just before."""
-    with transaction.atomic():
-        if last_step is not None:
-            step, total = last_step
-            record_event(
-                task_id=task.pk,
-                event_type=EventType.PROGRESS,
-                state=TaskState.STARTED,
-                data={"progress": 1.0, "step": step, "total": total},
-                audience=EventAudience(task.owner_id, task.webhook, task.webhook_events),
-            )
-        succeeded = transition(
-            task_id=task.pk,
-            to=TaskState.SUCCESS,
-            event=EventType.SUCCEEDED,
-            match=claim_holder(worker=task.worker, attempt=task.attempts),
-            held=task,
-            progress=1.0,
-            result=result,
-            completed_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        if not succeeded:
-            # Not ours any more: nor is its progress.
-            transaction.set_rollback(True)
-    return succeeded
+    return bool(tasks_succeed(finished=[(task, result, last_step)]))
+
+
+# A job of a pipeline call that ended well: the job, its result, its last step.
+Finished = tuple[Task, dict[str, Any], tuple[int, int] | None]
+
+
+def tasks_succeed(*, finished: list[Finished]) -> list[Task]:
+    """Record the jobs of one pipeline call as succeeded, in one transaction (see
+    transition_held); returns those still held, the others' results are the caller's
+    to discard."""
+    results = {task.pk: (result, last_step) for task, result, last_step in finished}
+
+    def last_progress(task: Task) -> list[PriorEvent]:
+        last_step = results[task.pk][1]
+        if last_step is None:
+            return []
+        step, total = last_step
+        return [(EventType.PROGRESS, TaskState.STARTED, {"progress": 1.0, "step": step, "total": total})]
+
+    return transition_held(
+        tasks=[task for task, _, _ in finished],
+        to=TaskState.SUCCESS,
+        event=EventType.SUCCEEDED,
+        data_of=lambda task: {},
+        fields_of=lambda task: {"result": results[task.pk][0]},
+        prior_events_of=last_progress,
+        progress=1.0,
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+    )
 
 
 def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None) -> bool:

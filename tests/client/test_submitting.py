@@ -157,3 +157,24 @@ def test_eta_comes_from_recent_runs_of_the_type(owner: User, client: APIClient, 
 
 def test_eta_is_null_without_history(client: APIClient, job_body: Callable[..., dict]) -> None:
     assert post(client, job_body()).json()["eta_seconds"] is None
+
+
+def test_a_batch_and_a_listing_give_each_job_its_own_queue_position_and_eta(
+    owner: User, client: APIClient, job_body: Callable[..., dict]
+) -> None:
+    now = timezone.now()
+    done = Task.objects.create(
+        owner=owner, task_type="image_creation", queue_name="done", state=TaskState.SUCCESS,
+        started_at=now - timedelta(seconds=3), completed_at=now,
+    )  # fmt: skip
+    waiting = post(client, job_body()).json()["task_id"]
+    urgent = job_body()
+    urgent["priority"] = 9
+    response = client.post("/api/v1/tasks/batch", {"tasks": [job_body(), urgent, job_body()]}, format="json")
+    assert response.status_code == 200, response.content
+    batch = [result["task"] for result in response.json()["results"]]
+    # The urgent one passes every normal one; the others queue behind the first job.
+    assert [job["queue_position"] for job in batch] == [2, 0, 3]
+    assert [job["eta_seconds"] for job in batch] == [9.0, 3.0, 12.0]
+    listed = {job["task_id"]: job["queue_position"] for job in client.get("/api/v1/tasks").json()["results"]}
+    assert listed == {str(done.pk): None, waiting: 1, **{job["task_id"]: job["queue_position"] for job in batch}}

@@ -95,6 +95,20 @@ def test_the_worker_path_records_each_change(owner: User) -> None:
     ]  # fmt: skip
 
 
+def test_a_batch_starts_in_one_go_without_the_job_cancelled_since_its_claim(owner: User) -> None:
+    batch = [_claimed(owner, worker="w1") for _ in range(3)]
+    services.task_cancel(task=batch[1])
+    # Another claim of the third job (its lease reaped): this worker no longer holds it.
+    Task.objects.filter(pk=batch[2].pk).update(attempts=2)
+    started = services.tasks_start(tasks=batch)
+    assert started == [batch[0]]
+    states = dict(Task.objects.filter(pk__in=[task.pk for task in batch]).values_list("pk", "state"))
+    assert [states[task.pk] for task in batch] == [TaskState.STARTED, TaskState.RECEIVED, TaskState.RECEIVED]
+    event = TaskEvent.objects.get(type="started")
+    assert event.task_id == batch[0].pk and event.data == {"worker": "w1", "attempt": 1, "batch_size": 3}
+    assert batch[0].state == TaskState.STARTED and batch[0].started_at is not None
+
+
 def test_it_refuses_changes_the_state_machine_does_not_allow(owner: User) -> None:
     task = _task(owner)
     task.worker, task.attempts = "w1", 0
