@@ -32,6 +32,9 @@ os.environ.setdefault("MODELS_DIR", str(ROOT / "var" / "models"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backserv_site.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["BROKER_URL"] = ""  # the in-process stub broker
+# A benchmark submits far past any client's rate limit.
+os.environ.setdefault("RATE_LIMIT_DEFAULT", "10000000/min")
+os.environ.setdefault("RATE_LIMIT_TASK_CREATE", "10000000/min")
 
 import django  # noqa: E402
 
