@@ -49,7 +49,7 @@ INSERT INTO tasks_task (
     attempts, max_attempts, queue_timeout_seconds, queued_at, queue_deadline, run_after, queue_name,
     dispatched_at, worker, claimed_at, lease_expires_at, cancel_requested,
     submitted_at, started_at, completed_at, updated_at,
-    server_id, "group", wait_reason, webhook, webhook_events, idempotency_key, request_fingerprint
+    server_id, "group", wait_reason, webhook, webhook_events, idempotency_key, request_fingerprint, capabilities
 )
 SELECT
     gen_random_uuid(), %(owner)s, '', 'image_creation', '{"prompt": "bench"}'::jsonb, 5,
@@ -62,7 +62,8 @@ SELECT
     CASE WHEN outcome.state IN ('SUCCESS', 'FAILURE')
          THEN at.submitted + interval '2 seconds' + (n %% 60) * interval '1 second' END,
     at.submitted,
-    (%(servers)s::uuid[])[1 + n %% array_length(%(servers)s::uuid[], 1)], '', '', '', '[]'::jsonb, '', ''
+    (%(servers)s::uuid[])[1 + n %% array_length(%(servers)s::uuid[], 1)], '', '', '', '[]'::jsonb, '', '',
+    '[]'::jsonb
 FROM generate_series(1, %(rows)s) AS n
 CROSS JOIN LATERAL (
     SELECT now() - (n::double precision / %(rows)s) * interval '%(days)s days' AS submitted
