@@ -104,10 +104,9 @@ def _claimable(*, queue_name: str, now: datetime) -> QuerySet[Task]:
     )
 
 
-def task_start(*, task: Task, batch_size: int = 1) -> bool:
+def task_start(*, task: Task) -> bool:
+    """Start a job run alone (a batch starts with tasks_start)."""
     data: dict[str, Any] = {"worker": task.worker, "attempt": task.attempts}
-    if batch_size > 1:
-        data["batch_size"] = batch_size
     started_at = timezone.now()
     started = transition(
         task_id=task.pk,
