@@ -71,12 +71,13 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "accounts.throttling.rate_limit_headers_middleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Sync only and innermost: it keeps the whole stack on one thread under ASGI.
+    "accounts.throttling.rate_limit_headers_middleware",
 ]
 
 ROOT_URLCONF = "backserv_site.urls"
@@ -108,14 +109,32 @@ _SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 DATABASE_URL = env_str("DATABASE_URL")
+# Postgres connections come from a pool per process (psycopg_pool, through Django's
+# "pool" option). Under ASGI each request runs on a thread of its own, so without a
+# pool every request opened a connection and planned its queries on cold catalog
+# caches: a few milliseconds per request. 0 turns the pool off.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
 if DATABASE_URL:
-    # 0 by default: under ASGI each request may run on a different thread, and a kept
-    # connection per thread would exhaust Postgres.
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0), conn_health_checks=True
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0:
+        if DATABASES["default"]["CONN_MAX_AGE"]:
+            raise ImproperlyConfigured(
+                "DATABASE_CONN_MAX_AGE keeps connections without a pool: set DATABASE_POOL_SIZE=0 with it"
+            )
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            # With CONN_HEALTH_CHECKS on, the pool checks a connection as it hands it
+            # out, so one broken by a database restart is replaced, not used.
+            "min_size": 1,
+            "max_size": DATABASE_POOL_SIZE,
+            # Waited in short turns (see backserv_site.db.postgresql), up to
+            # DATABASE_POOL_TIMEOUT in all.
+            "timeout": min(DATABASE_POOL_TIMEOUT, 0.5),
+        }
 else:
     DATABASES = {
         "default": {
@@ -132,7 +151,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # django-prometheus' wrappers of the same backends count queries, errors and latency.
 _INSTRUMENTED_ENGINES = {
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    # Ours wraps django-prometheus' to fail fast from the pool when Postgres is down.
+    "django.db.backends.postgresql": "backserv_site.db.postgresql",
 }
 DATABASES["default"]["ENGINE"] = _INSTRUMENTED_ENGINES.get(
     DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]

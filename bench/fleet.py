@@ -148,6 +148,7 @@ class Fleet:
         manage("migrate", "--noinput", env=self.env)
         manage("make_demo_models", env=self.env)
         token = manage("create_api_token", "bench-fleet", "--staff", "--name", "bench", env=self.env).strip()
+        self.forget_jobs()
         self.session.headers["Authorization"] = f"Bearer {token.splitlines()[-1]}"
         uvicorn = [sys.executable, "-m", "uvicorn", "backserv_site.asgi:application", "--port", str(self.port)]
         uvicorn += ["--workers", str(self.api_workers), "--log-level", "warning", "--no-access-log"]
@@ -173,6 +174,14 @@ class Fleet:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+    def forget_jobs(self) -> None:
+        """Delete the bench user's jobs of earlier runs: a queue of thousands left by
+        bench/api.py would slow every later queue-position count, and a worker would
+        run them."""
+        from tasks.models import Task
+
+        Task.objects.filter(owner__username="bench-fleet").delete()
 
     def _healthy(self) -> bool:
         try:

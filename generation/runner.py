@@ -21,6 +21,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
+from backserv_site.db import connection_done
 from generation.delivery import output_put
 from generation.inputs import resolve_images
 from generation.models_cache import pipeline_cache
@@ -311,6 +312,7 @@ def _leases_kept(tasks: list[Task]) -> Iterator[None]:
         try:
             while held and not stop.wait(period):
                 held = [task for task in held if services.task_lease_renew(task=task)]
+                connection_done()
         finally:
             # This thread's own connection; nothing else will close it.
             connection.close()

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from backserv_site.db import connection_done
 from generation.specs import TASK_TYPES
 from servers.models import Server
 from servers.services import server_go_offline, server_heartbeat, server_register_worker
@@ -113,5 +114,7 @@ class ServerPresence:
                     self.beat()
                 except Exception:
                     logger.exception("heartbeat of %s failed; trying again in %.0fs", self.name, self.interval)
+                finally:
+                    connection_done()
         finally:
             connection.close()

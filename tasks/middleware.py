@@ -15,12 +15,19 @@ class WorkerConnectionsMiddleware(dramatiq.Middleware):
     """Each worker thread keeps its database connection for WORKER_CONN_MAX_AGE seconds
     (django_dramatiq's DbConnectionsMiddleware checks the age after every message), so
     a job does not pay a new connection. Only the worker threads' own connections: the
-    API's request threads keep DATABASE_CONN_MAX_AGE."""
+    API's request threads keep DATABASE_CONN_MAX_AGE. Not with a database pool, which
+    does the same for every thread."""
 
     def after_worker_thread_boot(self, broker: dramatiq.Broker, thread: Any) -> None:
         from django.conf import settings
         from django.db import connection
 
+        from backserv_site.db import database_pooled
+
+        if database_pooled():
+            # The pool keeps connections warm already: after each message the thread
+            # hands its connection back, and the next message takes one from there.
+            return
         # Runs on the worker thread: this replaces only its connection's settings (the
         # dict is otherwise shared by every thread's connection).
         connection.settings_dict = {

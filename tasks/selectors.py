@@ -4,6 +4,7 @@ history. Stats and the dashboard's figures are in tasks.stats."""
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -31,8 +32,30 @@ def _ahead_of(task: Task) -> Q:
     return Q(priority__gt=task.priority) | Q(priority=task.priority, submitted_at__lt=task.submitted_at)
 
 
+# (task type) -> (monotonic time it was read, median run seconds): an estimate read at
+# most every _RUN_SECONDS_TTL per process, not once per job shown.
+_run_seconds_read: dict[str, tuple[float, float | None]] = {}
+_RUN_SECONDS_TTL = 10.0
+
+
 def task_type_run_seconds(task_type: str) -> float | None:
-    """The median run time of the type's recent successful jobs, or None without any."""
+    """The median run time of the type's recent successful jobs, or None without any;
+    read again once _RUN_SECONDS_TTL has passed (it is an estimate, and the query
+    cost a status read about a fifth of its time)."""
+    read = _run_seconds_read.get(task_type)
+    if read is not None and time.monotonic() - read[0] < _RUN_SECONDS_TTL:
+        return read[1]
+    seconds = _task_type_run_seconds(task_type)
+    _run_seconds_read[task_type] = (time.monotonic(), seconds)
+    return seconds
+
+
+def run_seconds_forget() -> None:
+    """Drop the read run times (tests that make run history of their own)."""
+    _run_seconds_read.clear()
+
+
+def _task_type_run_seconds(task_type: str) -> float | None:
     since = timezone.now() - _ETA_LOOKBACK
     runs = (
         Task.objects.filter(task_type=task_type, state=TaskState.SUCCESS, completed_at__gte=since)

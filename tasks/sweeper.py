@@ -10,6 +10,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from backserv_site.db import connection_done
 from tasks.services import tasks_redispatch_stale, tasks_requeue_expired, tasks_time_out_queued
 from tasks.webhooks import webhooks_redispatch_due
 
@@ -50,6 +51,8 @@ class Sweeper:
                 except Exception:
                     logger.exception("sweep failed; trying again in %.0fs", self.interval)
                     continue
+                finally:
+                    connection_done()
                 if any(counts.values()):
                     logger.info("sweep: %s", counts)
         finally:

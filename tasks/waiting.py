@@ -24,6 +24,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from rest_framework.renderers import JSONRenderer
 
+from backserv_site.db import connection_done
 from tasks.models import TERMINAL_STATES, Task
 from tasks.notify import AsyncSubscription, BlockingSubscription, poll_interval, task_key
 
@@ -37,9 +38,13 @@ ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dic
 
 def _fresh_connection(function: Callable[..., Result]) -> Callable[..., Result]:
     def call(*args: Any) -> Result:
-        # Pool threads outlive requests: drop a connection past its age or broken.
+        # Executor threads outlive requests: drop a connection past its age or broken
+        # before, and hand it back (to the database pool, when pooled) after.
         close_old_connections()
-        return function(*args)
+        try:
+            return function(*args)
+        finally:
+            connection_done()
 
     return call
 

@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services import api_token_create
 from tasks.models import TERMINAL_STATES, Task
+from tasks.selectors import run_seconds_forget
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +57,10 @@ def _client_for(user: User, scopes: tuple[str, ...] = ("read", "write")) -> APIC
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
-    # Rate-limit counters live in the cache; no test inherits another's.
+    # Rate-limit counters live in the cache; no test inherits another's. Nor the run
+    # times an ETA was drawn from.
     cache.clear()
+    run_seconds_forget()
     yield
     cache.clear()
 

@@ -54,3 +54,8 @@ SERVERS = {**SERVERS, "REGISTER_WORKERS": False, "REMOTE_RETRY_BACKOFF_SECONDS":
 # Rate-limit counters must not leak between tests through a shared Redis; the test of
 # the Redis cache itself uses CACHE_URL explicitly.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+
+# No database pool in this process: a test's threads (and a TestCase's transaction)
+# hold their connection for the test's life, which would drain it. The end-to-end
+# tests' servers and workers run the production settings, pool included.
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -94,7 +95,21 @@ def with_queue_positions(context: dict[str, Any], tasks: list[Task]) -> dict[str
     return {**context, "_queue_positions": task_queue_positions(tasks)}
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class FieldsBuiltOnce:
+    """A ModelSerializer whose fields are built from the model once per class; each
+    instance gets its own copies, as DRF binds fields to their serializer. Building
+    them (model introspection for every field) was a tenth of a status read."""
+
+    _fields_built: dict[type, dict[str, serializers.Field]] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        built = FieldsBuiltOnce._fields_built
+        if type(self) not in built:
+            built[type(self)] = super().get_fields()  # type: ignore[misc]
+        return copy.deepcopy(built[type(self)])
+
+
+class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     task_id = serializers.UUIDField(source="id", read_only=True)
     user_id = serializers.CharField(source="user_label", read_only=True)
     result = serializers.SerializerMethodField()

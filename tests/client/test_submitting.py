@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from tasks import selectors
 from tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +154,27 @@ def test_eta_comes_from_recent_runs_of_the_type(owner: User, client: APIClient, 
 
     assert first["eta_seconds"] == 4.0  # the median run, it is next
     assert second["eta_seconds"] == 8.0  # one job ahead in one lane, then its own
+
+
+def test_the_run_times_an_eta_draws_on_are_read_again_once_they_are_old(
+    owner: User, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    now = timezone.now()
+
+    def finished_run(seconds: int) -> None:
+        Task.objects.create(
+            owner=owner, task_type="image_creation", queue_name="done", state=TaskState.SUCCESS,
+            started_at=now - timedelta(seconds=seconds), completed_at=now,
+        )  # fmt: skip
+
+    finished_run(4)
+    assert selectors.task_type_run_seconds("image_creation") == 4.0
+    finished_run(8)
+    finished_run(8)
+    with django_assert_num_queries(0):
+        assert selectors.task_type_run_seconds("image_creation") == 4.0
+    monkeypatch.setattr(selectors, "_RUN_SECONDS_TTL", 0.0)
+    assert selectors.task_type_run_seconds("image_creation") == 8.0
 
 
 def test_eta_is_null_without_history(client: APIClient, job_body: Callable[..., dict]) -> None:

@@ -1,0 +1,24 @@
+"""Database connections of threads that live outside Django's request cycle: the
+streams' read pool, the sweeper, the heartbeat. Django returns a request's connection
+when the request finishes; these threads have no such end, so they say when a piece
+of work is done."""
+
+from __future__ import annotations
+
+from django.db import close_old_connections, connection
+
+
+def database_pooled() -> bool:
+    """Whether this process's Postgres connections come from a pool (DATABASE_POOL_SIZE)."""
+    return bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+
+
+def connection_done() -> None:
+    """A unit of work on a long-lived thread is over. Pooled, the thread's connection
+    goes back to the pool, warm, for whoever needs one next: a thread that kept it
+    would hold a pool slot while it sleeps. Not pooled, it is kept for reuse while it
+    is younger than CONN_MAX_AGE, as a request's would be."""
+    if database_pooled():
+        connection.close()
+    else:
+        close_old_connections()
