@@ -147,7 +147,9 @@ def _check_unfinished_quota(*, owner: User) -> None:
         limit = config("MAX_UNFINISHED_TASKS")
     if not limit:
         return
-    unfinished = Task.objects.filter(owner=owner, state__in=UNFINISHED_STATES).count()
+    # Counted up to the limit only: the count's cost stays bounded by the limit, not
+    # by how deep the user's queue is.
+    unfinished = Task.objects.filter(owner=owner, state__in=UNFINISHED_STATES)[:limit].count()
     if unfinished >= limit:
         raise QuotaExceeded(
             f"You have {unfinished} unfinished jobs, the most allowed at once ({limit}); "
