@@ -386,6 +386,10 @@ SERVERS = {
     # Worker processes register themselves as servers and consume their own queue.
     # Off in embedded mode: its worker threads take every job from the shared queue.
     "REGISTER_WORKERS": env_bool("BACKSERV_REGISTER_WORKERS", DISTRIBUTED),
+    # Batches per worker thread routed to a registered worker beyond those it runs: its
+    # next batch is already in its queue when one ends (as Celery's prefetch). 0: a job
+    # is routed to a worker only once it has a free slot.
+    "WORKER_BACKLOG": env_int("BACKSERV_WORKER_BACKLOG", 1),
     "HEARTBEAT_INTERVAL_SECONDS": env_float("BACKSERV_HEARTBEAT_INTERVAL_SECONDS", 10.0),
     # A server silent for this many intervals is offline; its jobs go elsewhere.
     "HEARTBEAT_MISSES": env_int("BACKSERV_HEARTBEAT_MISSES", 3),

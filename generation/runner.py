@@ -28,7 +28,7 @@ from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
 from generation.pipelines.base import PipelineInputError
 from generation.specs import task_type_spec
-from servers.routing import routing_deferred
+from servers.routing import routing_deferred, routing_pass_taken, tasks_route_waiting
 from tasks import policy, services
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
@@ -65,7 +65,10 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     (dynamic batching); their own messages then find them taken and do nothing. Once
     a run ends the thread claims the queue's next best job itself, for up to
     WORKER_SPELL_SECONDS: the GPU does not sit idle for a message's round trip between
-    two waiting jobs.
+    two waiting jobs. The routing pass a run's end asks for (its slots are free) runs
+    on the next run's side thread, beside the pipeline, when a registered worker's
+    backlog (SERVERS["WORKER_BACKLOG"]) already holds its next job; else before the
+    next claim.
     """
     hint = Task.objects.filter(pk=task_id).values_list("state", "queue_name").first()
     if hint is None or hint[0] != TaskState.PENDING or not hint[1]:
@@ -75,21 +78,28 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     worker = worker_name()
     spell_ends = time.monotonic() + settings.BACKSERV["WORKER_SPELL_SECONDS"]
     claimed_any = hinted_claimed = False
-    try:
-        while True:
-            batch = _claim_batch(queue_name=hint[1], worker=worker)
-            if not batch:
-                return
-            claimed_any = True
-            hinted_claimed = hinted_claimed or any(str(claimed.pk) == str(task_id) for claimed in batch)
-            run_claimed(batch)
-            if _worker_stopping() or time.monotonic() > spell_ends:
-                return
-    finally:
-        # A message that found nothing claimable (X in a retry's backoff, say) is not
-        # sent again: X has its own delayed message, and the sweep covers a lost one.
-        if claimed_any and not hinted_claimed:
-            services.task_redispatch(task_id=task_id)
+    with routing_deferred():
+        try:
+            while True:
+                batch = _claim_batch(queue_name=hint[1], worker=worker)
+                if not batch and routing_pass_taken():
+                    # No backlog: the slot the last run freed may route this queue its
+                    # next job, which this thread then takes without a message.
+                    tasks_route_waiting()
+                    batch = _claim_batch(queue_name=hint[1], worker=worker)
+                if not batch:
+                    return
+                claimed_any = True
+                hinted_claimed = hinted_claimed or any(str(claimed.pk) == str(task_id) for claimed in batch)
+                run_claimed(batch)
+                if _worker_stopping() or time.monotonic() > spell_ends:
+                    return
+        finally:
+            # A message that found nothing claimable (X in a retry's backoff, say) is
+            # not sent again: X has its own delayed message, and the sweep covers a
+            # lost one.
+            if claimed_any and not hinted_claimed:
+                services.task_redispatch(task_id=task_id)
 
 
 def _worker_stopping() -> bool:
@@ -100,47 +110,50 @@ def _worker_stopping() -> bool:
 
 def _claim_batch(*, queue_name: str, worker: str) -> list[Task]:
     """The queue's best waiting job and the companions that can share its pipeline call."""
-    task = services.task_claim_next(queue_name=queue_name, worker=worker)
-    if task is None:
-        return []
-    limit = settings.GENERATION["DYNAMIC_BATCH_SIZE"] - 1
-    return [task, *services.task_claim_companions(leader=task, worker=worker, limit=limit)]
+    return services.task_claim_batch(
+        queue_name=queue_name, worker=worker, size=settings.GENERATION["DYNAMIC_BATCH_SIZE"]
+    )
 
 
 def run_claimed(tasks: list[Task]) -> None:
     """Run claimed jobs of one batch key (or a single job) as one pipeline call and
     record each job's own outcome."""
-    with routing_deferred(), _leases_kept(tasks):
+    with routing_deferred():
         started = _start(tasks)
-        if not started:
-            return
-        steps = BatchSteps(started)
-        try:
-            results = _run_pipeline(started, steps)
-        except BatchStopped:
-            return
-        except PipelineInputError as error:
-            for task in steps.running:
-                services.task_fail(task=task, code=error.code, message=error.message)
-            return
-        except Exception as error:
-            logger.exception("task(s) %s failed", ", ".join(str(task.pk) for task in steps.running))
-            for task in steps.running:
-                services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
-            return
-        finished: list[tuple[Task, dict[str, Any]]] = []
-        for task, (outputs, metadata) in zip(started, results, strict=True):
-            # A job stopped mid-batch was settled then; its image is discarded.
-            if task in steps.running:
-                result = _deliver(task, outputs, metadata)
-                if result is not None:
-                    finished.append((task, result))
-        succeeded = services.tasks_succeed(
-            finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
-        )
-        for task, result in finished:
-            if task not in succeeded:
-                outputs_discard(result["outputs"])
+        if started:
+            with _side_thread(started, route_first=routing_pass_taken()):
+                _run_started(started)
+
+
+def _run_started(started: list[Task]) -> None:
+    """Run started jobs as one pipeline call and record each one's own outcome."""
+    steps = BatchSteps(started)
+    try:
+        results = _run_pipeline(started, steps)
+    except BatchStopped:
+        return
+    except PipelineInputError as error:
+        for task in steps.running:
+            services.task_fail(task=task, code=error.code, message=error.message)
+        return
+    except Exception as error:
+        logger.exception("task(s) %s failed", ", ".join(str(task.pk) for task in steps.running))
+        for task in steps.running:
+            services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
+        return
+    finished: list[tuple[Task, dict[str, Any]]] = []
+    for task, (outputs, metadata) in zip(started, results, strict=True):
+        # A job stopped mid-batch was settled then; its image is discarded.
+        if task in steps.running:
+            result = _deliver(task, outputs, metadata)
+            if result is not None:
+                finished.append((task, result))
+    succeeded = services.tasks_succeed(
+        finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+    )
+    for task, result in finished:
+        if task not in succeeded:
+            outputs_discard(result["outputs"])
 
 
 def _start(tasks: list[Task]) -> list[Task]:
@@ -301,15 +314,24 @@ class StepReporter:
 
 
 @contextmanager
-def _leases_kept(tasks: list[Task]) -> Iterator[None]:
-    """Renew the jobs' leases from a side thread while they run: model loads and long
-    steps give the step callback no chance to."""
+def _side_thread(tasks: list[Task], *, route_first: bool) -> Iterator[None]:
+    """The run's side thread: renews the jobs' leases while they run (model loads and
+    long steps give the step callback no chance to). With `route_first` it first runs
+    the routing pass the previous run's end asked for, beside this run, so the worker
+    started its next job without waiting for that pass."""
     stop = threading.Event()
     period = settings.BACKSERV["LEASE_SECONDS"] / 3
 
-    def renew() -> None:
-        held = list(tasks)
+    def work() -> None:
         try:
+            if route_first:
+                try:
+                    tasks_route_waiting()
+                except Exception:
+                    # The sweep routes whatever this pass left waiting.
+                    logger.exception("routing waiting jobs failed")
+                connection_done()
+            held = list(tasks)
             while held and not stop.wait(period):
                 held = [task for task in held if services.task_lease_renew(task=task)]
                 connection_done()
@@ -317,10 +339,10 @@ def _leases_kept(tasks: list[Task]) -> Iterator[None]:
             # This thread's own connection; nothing else will close it.
             connection.close()
 
-    keeper = threading.Thread(target=renew, name=f"lease-{tasks[0].pk}", daemon=True)
-    keeper.start()
+    side = threading.Thread(target=work, name=f"side-{tasks[0].pk}", daemon=True)
+    side.start()
     try:
         yield
     finally:
         stop.set()
-        keeper.join()
+        side.join()

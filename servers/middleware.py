@@ -30,8 +30,11 @@ class ServerPresenceMiddleware(dramatiq.Middleware):
         from servers.presence import ServerPresence, worker_capabilities, worker_server_name
 
         # Each thread runs up to a batch of jobs in one pipeline call: holding fewer
-        # would keep batches from forming on a fleet's workers.
-        slots = worker.worker_threads * settings.GENERATION["DYNAMIC_BATCH_SIZE"]
+        # would keep batches from forming on a fleet's workers. The backlog's batches
+        # wait in the worker's queue, so a thread goes from one batch to the next
+        # without waiting for a routing pass.
+        batches = 1 + settings.SERVERS["WORKER_BACKLOG"]
+        slots = worker.worker_threads * settings.GENERATION["DYNAMIC_BATCH_SIZE"] * batches
         presence = ServerPresence(name=worker_server_name(), capabilities=worker_capabilities(), max_concurrent=slots)
         server = presence.start()
         if not worker.consumer_whitelist:

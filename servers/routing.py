@@ -339,12 +339,21 @@ def _route_later() -> None:
 def routing_deferred() -> Iterator[None]:
     """Jobs finishing inside (a worker settling a batch) ask for one routing pass at
     the end, not one each: a pass costs a lock and a dozen queries, and routes every
-    slot the batch freed at once."""
+    slot the batch freed at once. Blocks nest; the outermost one's end runs the pass,
+    unless `routing_pass_taken` handed it elsewhere first."""
     _deferred.depth = getattr(_deferred, "depth", 0) + 1
     try:
         yield
     finally:
         _deferred.depth -= 1
-        if not _deferred.depth and getattr(_deferred, "due", False):
-            _deferred.due = False
+        if not _deferred.depth and routing_pass_taken():
             tasks_route_waiting()
+
+
+def routing_pass_taken() -> bool:
+    """Whether a pass was asked for inside the open routing_deferred blocks; it is then
+    the caller's to run (a worker runs it beside its next job, see generation.runner),
+    and the blocks' end does not."""
+    due = getattr(_deferred, "due", False)
+    _deferred.due = False
+    return due

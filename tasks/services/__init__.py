@@ -11,6 +11,7 @@ from __future__ import annotations
 from tasks.services.core import task_redispatch
 from tasks.services.running import (
     task_claim,
+    task_claim_batch,
     task_claim_companions,
     task_claim_next,
     task_fail,
@@ -41,6 +42,7 @@ from tasks.services.sweeps import (
 __all__ = [
     "task_cancel",
     "task_claim",
+    "task_claim_batch",
     "task_claim_companions",
     "task_claim_next",
     "task_delete",

@@ -66,15 +66,35 @@ def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = Non
 
 
 def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8, now: datetime | None = None) -> Task | None:
-    """Claim the best waiting job of a queue: highest priority, then oldest.
+    """Claim the best waiting job of a queue: highest priority, then oldest."""
+    claimed = task_claim_batch(queue_name=queue_name, worker=worker, size=1, candidates=candidates, now=now)
+    return claimed[0] if claimed else None
+
+
+def task_claim_batch(
+    *, queue_name: str, worker: str, size: int, candidates: int = 8, now: datetime | None = None
+) -> list[Task]:
+    """Claim the best waiting job of a queue and up to `size` - 1 companions that can
+    share its pipeline call (see task_claim_companions); [] when none is claimable.
 
     Deciding here rather than by message order gives priorities on every broker. The
-    candidates are tried in turn because other workers claim from the same list."""
-    waiting = _claimable(queue_name=queue_name, now=now or timezone.now())
-    for task in list(waiting[:candidates]):
-        if task_claim(task_id=task.pk, worker=worker, seen=task):
-            return task
-    return None
+    best few are read and tried in turn because other workers claim from the same
+    list. When that read came back short it held the whole queue, so the companions
+    are taken from it: a job arriving at an idle worker costs no second read."""
+    now = now or timezone.now()
+    seen = list(_claimable(queue_name=queue_name, now=now)[:candidates])
+    position = next(
+        (index for index, task in enumerate(seen) if task_claim(task_id=task.pk, worker=worker, seen=task)), None
+    )
+    if position is None:
+        return []
+    leader = seen[position]
+    if size < 2 or not leader.batch_key:
+        return [leader]
+    if len(seen) == candidates:
+        return [leader, *task_claim_companions(leader=leader, worker=worker, limit=size - 1, now=now)]
+    later = [task for task in seen[position + 1 :] if task.batch_key == leader.batch_key]
+    return [leader, *_claim_some(later, worker=worker, queue_name=queue_name, limit=size - 1)]
 
 
 def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetime | None = None) -> list[Task]:
@@ -84,12 +104,19 @@ def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetim
     if limit < 1 or not leader.batch_key:
         return []
     waiting = _claimable(queue_name=leader.queue_name, now=now or timezone.now()).filter(batch_key=leader.batch_key)
-    claimed = []
-    for task in list(waiting.exclude(pk=leader.pk)[: limit * 2]):
-        if task_claim(task_id=task.pk, worker=worker, queue_name=leader.queue_name, seen=task):
+    return _claim_some(
+        list(waiting.exclude(pk=leader.pk)[: limit * 2]), worker=worker, queue_name=leader.queue_name, limit=limit
+    )
+
+
+def _claim_some(tasks: list[Task], *, worker: str, queue_name: str, limit: int) -> list[Task]:
+    """Claim read jobs in turn, up to `limit`; those taken meanwhile are skipped."""
+    claimed: list[Task] = []
+    for task in tasks:
+        if len(claimed) == limit:
+            break
+        if task_claim(task_id=task.pk, worker=worker, queue_name=queue_name, seen=task):
             claimed.append(task)
-            if len(claimed) == limit:
-                break
     return claimed
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from generation.runner import execute_message
 from servers.models import Algorithm, Server
 from servers.routing import tasks_route_waiting
 from servers.services import load_balancer_set_algorithm, server_set_maintenance
 from tasks import services
 from tasks.errors import InvalidInput
-from tasks.models import WAITING_FOR_SERVER, Task, TaskState
+from tasks.models import WAITING_FOR_SERVER, Task, TaskEvent, TaskState
 
 JOBS = 300
 
@@ -216,3 +218,45 @@ def test_only_remote_servers_declare_other_job_types(make_server: Callable[..., 
     with pytest.raises(InvalidInput) as refused:
         make_server("local-worker", other_capabilities=["video"])
     assert list(refused.value.fields) == ["capabilities"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_takes_its_backlog_s_next_job_at_once_and_routes_the_freed_slot_beside_it(
+    owner: User, make_server: Callable[..., Server], demo_models: Any, settings: Any
+) -> None:
+    settings.GENERATION = {**settings.GENERATION, "DYNAMIC_BATCH_SIZE": 1}
+    # One job running and one waiting in the worker's queue (a backlog of one).
+    server = make_server("backlogged", max_concurrent=2)
+    params = {"prompt": "a fox", "width": 64, "height": 64, "steps": 1}
+    first, second, third = (
+        services.task_submit(owner=owner, task_type="image_creation", params={**params, "seed": seed})
+        for seed in range(3)
+    )
+    assert (first.queue_name, second.queue_name, third.queue_name) == (server.queue_name, server.queue_name, "")
+    execute_message(first.pk, queue_name=server.queue_name)
+    assert set(Task.objects.values_list("state", flat=True)) == {TaskState.SUCCESS}
+
+    def event_id(task: Task, kind: str) -> int:
+        return TaskEvent.objects.get(task=task, type=kind).pk
+
+    # The second job started straight after the first ended; the slot the first freed
+    # was routed to the third job only then, beside the second's run.
+    assert event_id(first, "succeeded") < event_id(second, "started") < event_id(third, "routed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_backlog_the_freed_slot_is_routed_before_the_next_claim(
+    owner: User, make_server: Callable[..., Server], demo_models: Any, settings: Any
+) -> None:
+    settings.GENERATION = {**settings.GENERATION, "DYNAMIC_BATCH_SIZE": 1}
+    server = make_server("no-backlog", max_concurrent=1)
+    params = {"prompt": "a fox", "width": 64, "height": 64, "steps": 1}
+    first, second = (
+        services.task_submit(owner=owner, task_type="image_creation", params={**params, "seed": seed})
+        for seed in range(2)
+    )
+    assert second.queue_name == ""
+    # One message runs both: the second job is routed as the first ends and taken by
+    # the same thread, not left for its own message.
+    execute_message(first.pk, queue_name=server.queue_name)
+    assert Task.objects.get(pk=second.pk).state == TaskState.SUCCESS

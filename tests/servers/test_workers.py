@@ -157,7 +157,12 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
 ) -> None:
     import generation.actors  # noqa: F401
 
-    settings.SERVERS = {**settings.SERVERS, "REGISTER_WORKERS": True, "HEARTBEAT_INTERVAL_SECONDS": 0.1}
+    settings.SERVERS = {
+        **settings.SERVERS,
+        "REGISTER_WORKERS": True,
+        "HEARTBEAT_INTERVAL_SECONDS": 0.1,
+        "WORKER_BACKLOG": 2,
+    }
     settings.BACKSERV = {**settings.BACKSERV, "NODE_NAME": "gpu-box-7"}
     # This worker has no video model: it must not offer video jobs.
     settings.GENERATION = {
@@ -170,9 +175,10 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
     worker.start()
     try:
         server = Server.objects.get(name="gpu-box-7")
-        # Three threads, each running up to a batch of jobs at once.
+        # Three threads, each running up to a batch of jobs at once, with two batches
+        # each waiting in the queue.
         batch = settings.GENERATION["DYNAMIC_BATCH_SIZE"]
-        assert (server.kind, server.status, server.max_concurrent) == ("worker", "online", 3 * batch)
+        assert (server.kind, server.status, server.max_concurrent) == ("worker", "online", 3 * batch * 3)
         assert sorted(server.capabilities) == ["face_swap", "image_creation", "image_to_image", "image_upscale"]
         assert worker.consumer_whitelist == {shared, server.queue_name}
         task = _submit(owner)

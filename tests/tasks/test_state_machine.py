@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
@@ -16,8 +17,12 @@ from tasks.errors import StateConflict
 from tasks.models import Task, TaskEvent, TaskState
 
 
-def _task(owner: User, **fields: object) -> Task:
-    return services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "x"}, **fields)
+def _task(owner: User, params_size: int | None = None, **fields: object) -> Task:
+    """A waiting job; `params_size` gives it that width and height (its batch key)."""
+    params: dict[str, object] = {"prompt": "x"}
+    if params_size is not None:
+        params.update(width=params_size, height=params_size)
+    return services.task_submit(owner=owner, task_type="image_creation", params=params, **fields)  # type: ignore[arg-type]
 
 
 def _claimed(owner: User, worker: str = "w1") -> Task:
@@ -223,3 +228,37 @@ def test_delete_refuses_a_running_job(owner: User) -> None:
     with pytest.raises(StateConflict):
         services.task_delete(task=task)
     assert Task.objects.filter(pk=task.pk).exists()
+
+
+def _selects(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries if query["sql"].startswith("SELECT")]
+
+
+def test_a_batch_from_a_short_queue_is_claimed_from_one_read(owner: User) -> None:
+    small = [_task(owner, priority=9, params_size=64) for _ in range(2)]
+    other = _task(owner, priority=5, params_size=128)
+    last = _task(owner, priority=1, params_size=64)
+    with CaptureQueriesContext(connection) as queries:
+        batch = services.task_claim_batch(queue_name=other.queue_name, worker="w", size=4)
+    # The leader and every waiting job of its batch key, best first; the other size waits.
+    assert [task.pk for task in batch] == [small[0].pk, small[1].pk, last.pk]
+    assert len(_selects(queries)) == 1, _selects(queries)
+    assert {task.state for task in Task.objects.filter(pk__in=[task.pk for task in batch])} == {TaskState.RECEIVED}
+    assert Task.objects.get(pk=other.pk).state == TaskState.PENDING
+
+
+def test_companions_behind_the_first_candidates_are_found_by_a_second_read(owner: User) -> None:
+    leader = _task(owner, priority=9, params_size=64)
+    ahead = [_task(owner, priority=8, params_size=128) for _ in range(8)]
+    behind = _task(owner, priority=1, params_size=64)
+    batch = services.task_claim_batch(queue_name=leader.queue_name, worker="w", size=4, candidates=8)
+    assert [task.pk for task in batch] == [leader.pk, behind.pk]
+    assert all(Task.objects.get(pk=task.pk).state == TaskState.PENDING for task in ahead)
+
+
+def test_a_batch_of_one_claims_the_best_job_alone(owner: User) -> None:
+    first, second = _task(owner, priority=9, params_size=64), _task(owner, priority=9, params_size=64)
+    assert [task.pk for task in services.task_claim_batch(queue_name=first.queue_name, worker="w", size=1)] == [
+        first.pk
+    ]
+    assert Task.objects.get(pk=second.pk).state == TaskState.PENDING
