@@ -168,8 +168,9 @@ class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
         position = self._position(task)
         if position is None:
             return None
-        # Per type and per queue, not per job: a listing or a batch shares them.
-        run_seconds = self._cached("_run_seconds", task.task_type, lambda: task_type_run_seconds(task.task_type))
+        # The type's run time is cached per process (see task_type_run_seconds); the
+        # queue's lanes per queue, not per job: a listing or a batch shares them.
+        run_seconds = task_type_run_seconds(task.task_type)
         if run_seconds is None:
             return None
         lanes = self._cached("_lanes", task.queue_name, lambda: queue_lanes(task.queue_name))

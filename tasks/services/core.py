@@ -58,12 +58,25 @@ def record_event(
 ) -> None:
     """Append an event; `audience` (the job's owner and webhook) saves a read when the
     caller has it at hand."""
-    TaskEvent.objects.create(task_id=task_id, type=event_type, state=state, data=data or {})
-    # After commit, so whoever is woken finds the change when it reads; robust, so a
-    # failed notice or webhook scheduling never undoes or breaks the state change.
-    transaction.on_commit(
-        partial(task_event_committed, task_id=task_id, event_type=event_type, audience=audience), robust=True
+    record_events([(task_id, event_type, state, data or {}, audience)])
+
+
+# An event to append: (task_id, type, state, data, audience or None).
+NewEvent = tuple[UUID | str, str, TaskState | str, dict[str, Any], EventAudience | None]
+
+
+def record_events(events: list[NewEvent]) -> None:
+    """Append events in one INSERT. After commit each one's notice goes out (and its
+    webhook delivery is scheduled), so whoever is woken finds the change when it reads;
+    robust, so a failed notice or webhook scheduling never undoes or breaks the state
+    change."""
+    TaskEvent.objects.bulk_create(
+        [TaskEvent(task_id=task_id, type=kind, state=state, data=data) for task_id, kind, state, data, _ in events]
     )
+    for task_id, kind, _, _, audience in events:
+        transaction.on_commit(
+            partial(task_event_committed, task_id=task_id, event_type=kind, audience=audience), robust=True
+        )
 
 
 def transition(
@@ -153,14 +166,12 @@ def transition_held(
         for task in done:
             logged += [(task, *prior) for prior in (prior_events_of(task) if prior_events_of else [])]
             logged.append((task, event, to, data_of(task)))
-        TaskEvent.objects.bulk_create(
-            [TaskEvent(task_id=task.pk, type=kind, state=state, data=data) for task, kind, state, data in logged]
+        record_events(
+            [
+                (task.pk, kind, state, data, EventAudience(task.owner_id, task.webhook, task.webhook_events))
+                for task, kind, state, data in logged
+            ]
         )
-        for task, kind, _, _ in logged:
-            audience = EventAudience(task.owner_id, task.webhook, task.webhook_events)
-            transaction.on_commit(
-                partial(task_event_committed, task_id=task.pk, event_type=kind, audience=audience), robust=True
-            )
         if done and to in TERMINAL_STATES:
             route_waiting_on_commit()
     for task in done:

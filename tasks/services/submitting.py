@@ -99,6 +99,9 @@ def task_submit(
             queue_timeout_seconds=queue_timeout,
             **queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
         )
+        # The message first: after commit it goes out before the change notice.
+        if route.destination is not None:
+            dispatch_on_commit(task_id=task.pk, destination=route.destination)
         record_event(
             task_id=task.pk,
             event_type=EventType.SUBMITTED,
@@ -106,8 +109,6 @@ def task_submit(
             data=route.event_data(),
             audience=EventAudience(owner.pk, webhook, events),
         )
-        if route.destination is not None:
-            dispatch_on_commit(task_id=task.pk, destination=route.destination)
         transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
     logger.info(
         "task %s submitted",
