@@ -21,6 +21,7 @@ from tasks.services.running import (
     task_start,
     task_succeed,
     task_time_out_running,
+    tasks_claim,
     tasks_start,
     tasks_succeed,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "task_submit",
     "task_succeed",
     "task_time_out_running",
+    "tasks_claim",
     "tasks_recover_after_restart",
     "tasks_redispatch_stale",
     "tasks_requeue_expired",

@@ -127,15 +127,18 @@ def transition_held(
     match: Q | None = None,
     fields_of: Callable[[Task], dict[str, Any]] | None = None,
     prior_events_of: Callable[[Task], list[PriorEvent]] | None = None,
+    holder_of: Callable[[Task], Q] | None = None,
     **fields: Any,
 ) -> list[Task]:
     """The same change for several jobs a worker holds (a batch), in one transaction
     with one INSERT of all their events. Each row must still be held by the claim in
     the worker's copy; those that are not (cancelled, reaped meanwhile) are left alone
-    and not returned.
+    and not returned. `holder_of` says what "held" means for a job when it is not
+    that claim (a claim of read jobs: still at the attempt count read).
 
     With `fields_of` (each job its own values, e.g. its result) it is an UPDATE per job;
     without, one UPDATE for all, and one read of which rows it changed."""
+    held_by = holder_of or (lambda task: claim_holder(worker=task.worker, attempt=task.attempts))
     with transaction.atomic(savepoint=False):
         now = timezone.now()
         rows = Task.objects.filter(state__in=TRANSITIONS[to])
@@ -146,20 +149,20 @@ def transition_held(
                 task
                 for task in tasks
                 if rows.filter(pk=task.pk)
-                .filter(claim_holder(worker=task.worker, attempt=task.attempts))
+                .filter(held_by(task))
                 .update(state=to, updated_at=now, **fields, **fields_of(task))
             ]
         else:
             holders = Q()
             for task in tasks:
-                holders |= Q(pk=task.pk) & claim_holder(worker=task.worker, attempt=task.attempts)
+                holders |= Q(pk=task.pk) & held_by(task)
             if not rows.filter(holders).update(state=to, updated_at=now, **fields):
                 return []
             # The rows this update changed: in the target state, stamped with its instant.
             changed = set(
-                Task.objects.filter(pk__in=[task.pk for task in tasks], state=to, updated_at=now).values_list(
-                    "pk", flat=True
-                )
+                Task.objects.filter(pk__in=[task.pk for task in tasks], state=to, updated_at=now)
+                .order_by()
+                .values_list("pk", flat=True)
             )
             done = [task for task in tasks if task.pk in changed]
         logged: list[tuple[Task, str, TaskState, dict[str, Any]]] = []

@@ -110,14 +110,45 @@ def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetim
 
 
 def _claim_some(tasks: list[Task], *, worker: str, queue_name: str, limit: int) -> list[Task]:
-    """Claim read jobs in turn, up to `limit`; those taken meanwhile are skipped."""
+    """Claim read jobs, best first, up to `limit`, a few at a time in one transaction
+    each (see tasks_claim); those taken meanwhile are skipped."""
     claimed: list[Task] = []
-    for task in tasks:
-        if len(claimed) == limit:
-            break
-        if task_claim(task_id=task.pk, worker=worker, queue_name=queue_name, seen=task):
-            claimed.append(task)
+    while tasks and len(claimed) < limit:
+        wanted = limit - len(claimed)
+        claimed += tasks_claim(tasks=tasks[:wanted], worker=worker, queue_name=queue_name)
+        tasks = tasks[wanted:]
     return claimed
+
+
+def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task]:
+    """Claim read PENDING jobs still routed to `queue_name` in one transaction: one
+    UPDATE, one read of which rows it changed, one INSERT of their events. Returns the
+    claimed ones, brought up to date as task_claim does its `seen`; a job taken or
+    changed since it was read is left out."""
+    now, lease_expires_at = timezone.now(), lease_deadline()
+    # The jobs as they will be once claimed, for the events and the log lines.
+    held = {task.pk: copy.copy(task) for task in tasks}
+    for copied in held.values():
+        copied.worker, copied.attempts = worker, copied.attempts + 1
+    claimed = transition_held(
+        tasks=list(held.values()),
+        to=TaskState.RECEIVED,
+        event=EventType.CLAIMED,
+        data_of=lambda task: {"worker": worker},
+        match=Q(queue_name=queue_name),
+        holder_of=lambda task: Q(attempts=task.attempts - 1),
+        worker=worker,
+        attempts=F("attempts") + 1,
+        claimed_at=now,
+        lease_expires_at=lease_expires_at,
+        cancel_requested=False,
+    )
+    done = {task.pk for task in claimed}
+    for task in tasks:
+        if task.pk in done:
+            task.state, task.worker, task.attempts = TaskState.RECEIVED, worker, task.attempts + 1
+            task.claimed_at, task.lease_expires_at, task.cancel_requested = now, lease_expires_at, False
+    return [task for task in tasks if task.pk in done]
 
 
 def _claimable(*, queue_name: str, now: datetime) -> QuerySet[Task]:

@@ -230,11 +230,11 @@ def test_delete_refuses_a_running_job(owner: User) -> None:
     assert Task.objects.filter(pk=task.pk).exists()
 
 
-def _selects(queries: CaptureQueriesContext) -> list[str]:
-    return [query["sql"] for query in queries.captured_queries if query["sql"].startswith("SELECT")]
+def _statements(queries: CaptureQueriesContext, start: str) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries if query["sql"].startswith(start)]
 
 
-def test_a_batch_from_a_short_queue_is_claimed_from_one_read(owner: User) -> None:
+def test_a_batch_from_a_short_queue_is_claimed_from_one_read_in_two_updates(owner: User) -> None:
     small = [_task(owner, priority=9, params_size=64) for _ in range(2)]
     other = _task(owner, priority=5, params_size=128)
     last = _task(owner, priority=1, params_size=64)
@@ -242,9 +242,25 @@ def test_a_batch_from_a_short_queue_is_claimed_from_one_read(owner: User) -> Non
         batch = services.task_claim_batch(queue_name=other.queue_name, worker="w", size=4)
     # The leader and every waiting job of its batch key, best first; the other size waits.
     assert [task.pk for task in batch] == [small[0].pk, small[1].pk, last.pk]
-    assert len(_selects(queries)) == 1, _selects(queries)
-    assert {task.state for task in Task.objects.filter(pk__in=[task.pk for task in batch])} == {TaskState.RECEIVED}
+    queue_reads = [sql for sql in _statements(queries, "SELECT") if "LIMIT" in sql]
+    assert len(queue_reads) == 1, queue_reads
+    # The leader's claim, then its two companions' in one.
+    assert len(_statements(queries, "UPDATE")) == 2, _statements(queries, "UPDATE")
+    rows = Task.objects.filter(pk__in=[task.pk for task in batch])
+    assert {(row.state, row.worker, row.attempts) for row in rows} == {(TaskState.RECEIVED, "w", 1)}
+    assert [(task.state, task.worker, task.attempts) for task in batch] == [(TaskState.RECEIVED, "w", 1)] * 3
+    assert TaskEvent.objects.filter(task__in=batch, type="claimed").count() == 3
     assert Task.objects.get(pk=other.pk).state == TaskState.PENDING
+
+
+def test_a_companion_taken_since_it_was_read_is_left_out_of_the_batch(owner: User) -> None:
+    read = [_task(owner, params_size=64) for _ in range(3)]
+    assert services.task_claim(task_id=read[1].pk, worker="other")
+    claimed = services.tasks_claim(tasks=[read[0], read[1], read[2]], worker="w", queue_name=read[0].queue_name)
+    assert [task.pk for task in claimed] == [read[0].pk, read[2].pk]
+    assert Task.objects.get(pk=read[1].pk).worker == "other"
+    assert read[1].state == TaskState.PENDING  # the stale copy is not touched
+    assert TaskEvent.objects.filter(task=read[1], type="claimed").count() == 1
 
 
 def test_companions_behind_the_first_candidates_are_found_by_a_second_read(owner: User) -> None:
