@@ -127,11 +127,11 @@ def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task
     changed since it was read is left out."""
     now, lease_expires_at = timezone.now(), lease_deadline()
     # The jobs as they will be once claimed, for the events and the log lines.
-    held = {task.pk: copy.copy(task) for task in tasks}
-    for copied in held.values():
+    held = [copy.copy(task) for task in tasks]
+    for copied in held:
         copied.worker, copied.attempts = worker, copied.attempts + 1
     claimed = transition_held(
-        tasks=list(held.values()),
+        tasks=held,
         to=TaskState.RECEIVED,
         event=EventType.CLAIMED,
         data_of=lambda task: {"worker": worker},
