@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
-from backserv_site.db import connection_done
+from backserv_site.db import connection_work
 from generation.specs import TASK_TYPES
 from servers.models import Server
 from servers.services import server_go_offline, server_heartbeat, server_register_worker
@@ -109,12 +109,10 @@ class ServerPresence:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                close_old_connections()
-                try:
-                    self.beat()
-                except Exception:
-                    logger.exception("heartbeat of %s failed; trying again in %.0fs", self.name, self.interval)
-                finally:
-                    connection_done()
+                with connection_work():
+                    try:
+                        self.beat()
+                    except Exception:
+                        logger.exception("heartbeat of %s failed; trying again in %.0fs", self.name, self.interval)
         finally:
             connection.close()

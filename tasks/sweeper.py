@@ -8,9 +8,9 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
-from backserv_site.db import connection_done
+from backserv_site.db import connection_work
 from tasks.services import tasks_redispatch_stale, tasks_requeue_expired, tasks_time_out_queued
 from tasks.webhooks import webhooks_redispatch_due
 
@@ -45,14 +45,12 @@ class Sweeper:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                close_old_connections()
-                try:
-                    counts = sweep_once()
-                except Exception:
-                    logger.exception("sweep failed; trying again in %.0fs", self.interval)
-                    continue
-                finally:
-                    connection_done()
+                with connection_work():
+                    try:
+                        counts = sweep_once()
+                    except Exception:
+                        logger.exception("sweep failed; trying again in %.0fs", self.interval)
+                        continue
                 if any(counts.values()):
                     logger.info("sweep: %s", counts)
         finally:

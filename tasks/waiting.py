@@ -21,10 +21,9 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
 from rest_framework.renderers import JSONRenderer
 
-from backserv_site.db import connection_done
+from backserv_site.db import connection_work
 from tasks.models import TERMINAL_STATES, Task
 from tasks.notify import AsyncSubscription, BlockingSubscription, poll_interval, task_key
 
@@ -38,13 +37,9 @@ ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dic
 
 def _fresh_connection(function: Callable[..., Result]) -> Callable[..., Result]:
     def call(*args: Any) -> Result:
-        # Executor threads outlive requests: drop a connection past its age or broken
-        # before, and hand it back (to the database pool, when pooled) after.
-        close_old_connections()
-        try:
+        # Executor threads outlive requests: each read is a unit of work of its own.
+        with connection_work():
             return function(*args)
-        finally:
-            connection_done()
 
     return call
 

@@ -5,6 +5,9 @@ of work is done."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db import close_old_connections, connection
 
 
@@ -22,3 +25,14 @@ def connection_done() -> None:
         connection.close()
     else:
         close_old_connections()
+
+
+@contextmanager
+def connection_work() -> Iterator[None]:
+    """One unit of work on a long-lived thread: a kept connection past its age or
+    broken is dropped before it, and the connection is done with after it."""
+    close_old_connections()
+    try:
+        yield
+    finally:
+        connection_done()

@@ -37,32 +37,44 @@ def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = Non
     `seen`: the job as the caller read it while PENDING. The claim then also requires
     the attempt count it read, so on success the caller's copy is brought up to date
     here, with nothing read back."""
-    now, lease_expires_at = timezone.now(), lease_deadline()
+    claim = _Claim(worker)
     match = Q(queue_name=queue_name) if queue_name is not None else Q()
     if seen is not None:
         match &= Q(attempts=seen.attempts)
-        # What the job will be once claimed, for the event and the log line.
-        held = copy.copy(seen)
-        held.worker, held.attempts = worker, seen.attempts + 1
-    else:
-        held = None
     claimed = transition(
         task_id=task_id,
         to=TaskState.RECEIVED,
         event=EventType.CLAIMED,
         match=match,
         data={"worker": worker},
-        held=held,
-        worker=worker,
-        attempts=F("attempts") + 1,
-        claimed_at=now,
-        lease_expires_at=lease_expires_at,
-        cancel_requested=False,
+        # What the job will be once claimed, for the event and the log line.
+        held=claim.applied(copy.copy(seen)) if seen is not None else None,
+        **claim.fields,
     )
     if claimed and seen is not None:
-        seen.state, seen.worker, seen.attempts = TaskState.RECEIVED, worker, seen.attempts + 1
-        seen.claimed_at, seen.lease_expires_at, seen.cancel_requested = now, lease_expires_at, False
+        claim.applied(seen)
     return claimed
+
+
+class _Claim:
+    """One claim's values: the fields its UPDATE sets, and the same applied to a read
+    copy of a job, so the caller's copy is up to date with nothing read back."""
+
+    def __init__(self, worker: str):
+        self.worker = worker
+        self.now, self.lease_expires_at = timezone.now(), lease_deadline()
+        self.fields = {
+            "worker": worker,
+            "attempts": F("attempts") + 1,
+            "claimed_at": self.now,
+            "lease_expires_at": self.lease_expires_at,
+            "cancel_requested": False,
+        }
+
+    def applied(self, task: Task) -> Task:
+        task.state, task.worker, task.attempts = TaskState.RECEIVED, self.worker, task.attempts + 1
+        task.claimed_at, task.lease_expires_at, task.cancel_requested = self.now, self.lease_expires_at, False
+        return task
 
 
 def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8, now: datetime | None = None) -> Task | None:
@@ -125,11 +137,9 @@ def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task
     UPDATE, one read of which rows it changed, one INSERT of their events. Returns the
     claimed ones, brought up to date as task_claim does its `seen`; a job taken or
     changed since it was read is left out."""
-    now, lease_expires_at = timezone.now(), lease_deadline()
+    claim = _Claim(worker)
     # The jobs as they will be once claimed, for the events and the log lines.
-    held = [copy.copy(task) for task in tasks]
-    for copied in held:
-        copied.worker, copied.attempts = worker, copied.attempts + 1
+    held = [claim.applied(copy.copy(task)) for task in tasks]
     claimed = transition_held(
         tasks=held,
         to=TaskState.RECEIVED,
@@ -137,18 +147,10 @@ def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task
         data_of=lambda task: {"worker": worker},
         match=Q(queue_name=queue_name),
         holder_of=lambda task: Q(attempts=task.attempts - 1),
-        worker=worker,
-        attempts=F("attempts") + 1,
-        claimed_at=now,
-        lease_expires_at=lease_expires_at,
-        cancel_requested=False,
+        **claim.fields,
     )
     done = {task.pk for task in claimed}
-    for task in tasks:
-        if task.pk in done:
-            task.state, task.worker, task.attempts = TaskState.RECEIVED, worker, task.attempts + 1
-            task.claimed_at, task.lease_expires_at, task.cancel_requested = now, lease_expires_at, False
-    return [task for task in tasks if task.pk in done]
+    return [claim.applied(task) for task in tasks if task.pk in done]
 
 
 def _claimable(*, queue_name: str, now: datetime) -> QuerySet[Task]:

@@ -220,6 +220,15 @@ def test_only_remote_servers_declare_other_job_types(make_server: Callable[..., 
     assert list(refused.value.fields) == ["capabilities"]
 
 
+def _one_step_jobs(owner: User, count: int) -> list[Task]:
+    """Jobs the demo model runs in one step, each with its own seed (not batched)."""
+    params = {"prompt": "a fox", "width": 64, "height": 64, "steps": 1}
+    return [
+        services.task_submit(owner=owner, task_type="image_creation", params={**params, "seed": seed})
+        for seed in range(count)
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_takes_its_backlog_s_next_job_at_once_and_routes_the_freed_slot_beside_it(
     owner: User, make_server: Callable[..., Server], demo_models: Any, settings: Any
@@ -227,11 +236,7 @@ def test_a_worker_takes_its_backlog_s_next_job_at_once_and_routes_the_freed_slot
     settings.GENERATION = {**settings.GENERATION, "DYNAMIC_BATCH_SIZE": 1}
     # One job running and one waiting in the worker's queue (a backlog of one).
     server = make_server("backlogged", max_concurrent=2)
-    params = {"prompt": "a fox", "width": 64, "height": 64, "steps": 1}
-    first, second, third = (
-        services.task_submit(owner=owner, task_type="image_creation", params={**params, "seed": seed})
-        for seed in range(3)
-    )
+    first, second, third = _one_step_jobs(owner, 3)
     assert (first.queue_name, second.queue_name, third.queue_name) == (server.queue_name, server.queue_name, "")
     execute_message(first.pk, queue_name=server.queue_name)
     assert set(Task.objects.values_list("state", flat=True)) == {TaskState.SUCCESS}
@@ -250,11 +255,7 @@ def test_without_a_backlog_the_freed_slot_is_routed_before_the_next_claim(
 ) -> None:
     settings.GENERATION = {**settings.GENERATION, "DYNAMIC_BATCH_SIZE": 1}
     server = make_server("no-backlog", max_concurrent=1)
-    params = {"prompt": "a fox", "width": 64, "height": 64, "steps": 1}
-    first, second = (
-        services.task_submit(owner=owner, task_type="image_creation", params={**params, "seed": seed})
-        for seed in range(2)
-    )
+    first, second = _one_step_jobs(owner, 2)
     assert second.queue_name == ""
     # One message runs both: the second job is routed as the first ends and taken by
     # the same thread, not left for its own message.
