@@ -10,9 +10,11 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
+from backserv_site.db.compiled import CompiledRead, Slot
 from tasks.models import ACTIVE_STATES, Task, TaskEvent, TaskState
 
 # How many recent runs of a task type the ETA is drawn from, and how far back.
@@ -20,12 +22,70 @@ _ETA_SAMPLE = 20
 _ETA_LOOKBACK = timedelta(days=1)
 
 
+def tasks_with_read_figures() -> QuerySet[Task]:
+    """Every job, with what reading one shows beyond its row counted in the same query:
+    its queue position (queue_ahead), its queue's lanes (queue_lanes) and whether it has
+    an attempt to show (ever_claimed). The functions below use them when a job was read
+    so, and query otherwise. Filter it down to the jobs wanted."""
+    return Task.objects.annotate(
+        queue_ahead=Case(When(state=TaskState.PENDING, then=_queue_ahead()), output_field=IntegerField()),
+        queue_lanes=_count(Task.objects.filter(queue_name=OuterRef("queue_name"), state__in=ACTIVE_STATES)),
+        ever_claimed=Exists(TaskEvent.objects.filter(task=OuterRef("pk"), type=TaskEvent.Type.CLAIMED)),
+    )
+
+
+def _read_figures_by_key(*, owned: bool) -> CompiledRead[Task]:
+    def build() -> QuerySet[Task]:
+        tasks = tasks_with_read_figures().filter(pk=Slot("pk", Task._meta.pk))
+        if owned:
+            tasks = tasks.filter(owner_id=Slot("owner_id", Task._meta.get_field("owner").target_field))
+        return tasks.order_by()
+
+    return CompiledRead(build)
+
+
+_read_figures_of_any = _read_figures_by_key(owned=False)
+_read_figures_of_owners = _read_figures_by_key(owned=True)
+
+
+def task_with_read_figures(task_id: UUID, *, owner_id: Any | None = None) -> Task | None:
+    """One job, read as tasks_with_read_figures reads it (only if `owner_id` owns it,
+    when given), or None. The status poll's read: the API's most frequent call, whose
+    four subqueries cost Django more to compile than the database to answer, so the
+    SQL is compiled once (see backserv_site.db.compiled)."""
+    if owner_id is None:
+        found = _read_figures_of_any(pk=task_id)
+    else:
+        found = _read_figures_of_owners(pk=task_id, owner_id=owner_id)
+    return found[0] if found else None
+
+
 def task_queue_position(task: Task) -> int | None:
     """How many waiting jobs would be claimed before this one (0: it is next), by the
     claim's own order: higher priority first, then older."""
     if task.state != TaskState.PENDING:
         return None
-    return Task.objects.filter(queue_name=task.queue_name, state=TaskState.PENDING).filter(_ahead_of(task)).count()
+    if hasattr(task, "queue_ahead"):
+        return task.queue_ahead
+    read = task_with_read_figures(task.pk)
+    return read.queue_ahead if read is not None else None
+
+
+def _queue_ahead() -> CombinedExpression:
+    """The jobs ahead of the outer query's job in its queue, as two counts: each one a
+    range of the claim-order index, where one count of the two cases joined by OR
+    would read every waiting job of the queue."""
+    waiting = Task.objects.filter(queue_name=OuterRef("queue_name"), state=TaskState.PENDING)
+    higher = waiting.filter(priority__gt=OuterRef("priority"))
+    older = waiting.filter(priority=OuterRef("priority"), submitted_at__lt=OuterRef("submitted_at"))
+    return _count(higher) + _count(older)
+
+
+def _count(tasks: QuerySet[Task]) -> Subquery:
+    """How many jobs a correlated subquery matches, as one scalar: COUNT as a plain
+    function, so no GROUP BY (0 when nothing matches, where a grouped count has no row)."""
+    counted = tasks.order_by().annotate(count=Func(F("pk"), function="COUNT")).values("count")
+    return Subquery(counted, output_field=IntegerField())
 
 
 def _ahead_of(task: Task) -> Q:
@@ -67,9 +127,11 @@ def _task_type_run_seconds(task_type: str) -> float | None:
     return statistics.median(durations) if durations else None
 
 
-def queue_lanes(queue_name: str) -> int:
-    """How many jobs of the queue run side by side now (at least one)."""
-    return max(Task.objects.filter(queue_name=queue_name, state__in=ACTIVE_STATES).count(), 1)
+def queue_lanes(task: Task) -> int:
+    """How many jobs of the job's queue run side by side now (at least one)."""
+    if hasattr(task, "queue_lanes"):
+        return max(task.queue_lanes, 1)
+    return max(Task.objects.filter(queue_name=task.queue_name, state__in=ACTIVE_STATES).count(), 1)
 
 
 def eta_seconds(*, run_seconds: float, ahead: int, lanes: int) -> float:
@@ -127,10 +189,16 @@ def task_attempts_history(*, task: Task) -> list[dict[str, Any]]:
     """Every run of a job, read from its event log: who ran it, when it was claimed,
     started and ended, how it ended and with which error."""
     attempts: list[dict[str, Any]] = []
+    if hasattr(task, "ever_claimed") and not task.ever_claimed:
+        return attempts
     current: dict[str, Any] | None = None
     # Named types only: a long job has hundreds of progress events that say nothing here.
     wanted = [TaskEvent.Type.CLAIMED, TaskEvent.Type.STARTED, *_ATTEMPT_ENDS]
-    events = task.events.filter(type__in=wanted).only("type", "data", "created_at").order_by("id")
+    # Not task.events: the related manager would read each event's deferred task_id
+    # back, one query per event, to attach the job to it.
+    events = (
+        TaskEvent.objects.filter(task_id=task.pk, type__in=wanted).only("type", "data", "created_at").order_by("id")
+    )
     for event in events:
         if event.type == TaskEvent.Type.CLAIMED:
             current = {

@@ -23,7 +23,34 @@ from tasks.selectors import (
 )
 
 
-class TaskSubmitSerializer(serializers.Serializer):
+class FieldsBuiltOnce:
+    """A serializer whose fields are built once per class (for a ModelSerializer, by
+    introspecting the model, a tenth of a status read); each instance gets its own
+    copies, as DRF binds fields to their serializer."""
+
+    _fields_built: dict[type, dict[str, serializers.Field]] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        built = FieldsBuiltOnce._fields_built
+        if type(self) not in built:
+            built[type(self)] = super().get_fields()  # type: ignore[misc]
+        return {name: _unbound_copy(field) for name, field in built[type(self)].items()}
+
+
+def _unbound_copy(field: serializers.Field) -> serializers.Field:
+    """The new, unbound field DRF's Field.__deepcopy__ makes from the arguments the
+    field was made with, deep-copying only a child field (a field binds its child to
+    itself). The copies share the other arguments (defaults, choices, validators),
+    which no field changes: keep defaults immutable or callables. The deep copies
+    were a tenth of a job's read."""
+    kwargs = {
+        key: copy.deepcopy(value) if isinstance(value, serializers.Field) else value
+        for key, value in field._kwargs.items()
+    }
+    return type(field)(*field._args, **kwargs)
+
+
+class TaskSubmitSerializer(FieldsBuiltOnce, serializers.Serializer):
     """A submit in Back.Serv's own names (task_type, params) or the names of the
     documents it serves: task_name/args/kwargs (task-manager 002) and task_params
     (Back.Serv 000)."""
@@ -95,20 +122,6 @@ def with_queue_positions(context: dict[str, Any], tasks: list[Task]) -> dict[str
     return {**context, "_queue_positions": task_queue_positions(tasks)}
 
 
-class FieldsBuiltOnce:
-    """A ModelSerializer whose fields are built from the model once per class; each
-    instance gets its own copies, as DRF binds fields to their serializer. Building
-    them (model introspection for every field) was a tenth of a status read."""
-
-    _fields_built: dict[type, dict[str, serializers.Field]] = {}
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        built = FieldsBuiltOnce._fields_built
-        if type(self) not in built:
-            built[type(self)] = super().get_fields()  # type: ignore[misc]
-        return copy.deepcopy(built[type(self)])
-
-
 class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     task_id = serializers.UUIDField(source="id", read_only=True)
     user_id = serializers.CharField(source="user_label", read_only=True)
@@ -173,7 +186,7 @@ class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
         run_seconds = task_type_run_seconds(task.task_type)
         if run_seconds is None:
             return None
-        lanes = self._cached("_lanes", task.queue_name, lambda: queue_lanes(task.queue_name))
+        lanes = self._cached("_lanes", task.queue_name, lambda: queue_lanes(task))
         return eta_seconds(run_seconds=run_seconds, ahead=position, lanes=lanes)
 
     def _position(self, task: Task) -> int | None:

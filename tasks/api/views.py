@@ -23,7 +23,7 @@ from servers.api.views import WITH_SERVER_KEYS
 from servers.authentication import IsServer
 from servers.remote import task_report_from_server
 from tasks import services
-from tasks.api.lookup import one_or_not_found
+from tasks.api.lookup import found_or_not_found, key_or_none, one_or_not_found
 from tasks.api.schema import (
     DELETED_EXAMPLE,
     IDEMPOTENCY_HEADER,
@@ -38,6 +38,7 @@ from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubm
 from tasks.errors import InvalidInput
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
+from tasks.selectors import task_with_read_figures
 from tasks.waiting import WAIT_HEADER, wait_until_finished_blocking
 
 if TYPE_CHECKING:
@@ -47,9 +48,14 @@ if TYPE_CHECKING:
 def owned_tasks(request: Request) -> QuerySet[Task]:
     """The jobs this request may see and act on: its user's own, or every job for
     staff carrying the admin scope (token or browser session)."""
-    if has_admin_access(request):
-        return Task.objects.all()
-    return Task.objects.filter(owner=request.user)
+    owner_id = visible_owner_id(request)
+    return Task.objects.all() if owner_id is None else Task.objects.filter(owner_id=owner_id)
+
+
+def visible_owner_id(request: Request) -> Any | None:
+    """Whose jobs this request may see: its user's, or None (everyone's) for staff
+    carrying the admin scope."""
+    return None if has_admin_access(request) else request.user.pk
 
 
 def owned_task(request: Request, task_id: str) -> Task:
@@ -215,7 +221,12 @@ class TaskDetailView(APIView):
         summary="Get a job", responses={200: TaskDetailSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES
     )
     def get(self, request: Request, task_id: str) -> Response:
-        return Response(TaskDetailSerializer(owned_task(request, task_id), context={"request": request}).data)
+        # One query for the job and what its read shows beyond the row (queue position,
+        # lanes, whether it has attempts): a status poll is the API's most frequent call.
+        pk = key_or_none(task_id)
+        task = task_with_read_figures(pk, owner_id=visible_owner_id(request)) if pk else None
+        task = found_or_not_found(task, task_id, "Task")
+        return Response(TaskDetailSerializer(task, context={"request": request}).data)
 
     @extend_schema(
         summary="Delete a finished or queued job and its files",
