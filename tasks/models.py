@@ -98,6 +98,9 @@ class Task(models.Model):
         ordering = ["-submitted_at"]
         indexes = [
             models.Index(fields=["owner", "-submitted_at"], name="task_owner_recent"),
+            # A submit's quota counts the owner's unfinished jobs under a lock on the
+            # owner: by state, not through every job the owner ever ran.
+            models.Index(fields=["owner", "state"], name="task_owner_state"),
             # The claim query: the best PENDING job of a queue.
             models.Index(fields=["queue_name", "state", "-priority", "submitted_at"], name="task_claim_order"),
             models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),
