@@ -422,6 +422,10 @@ GENERATION = {
         key: env_str(f"MODEL_{key.upper()}", str(_MODELS_DIR / folder)) for key, folder in DEMO_MODEL_FOLDERS.items()
     },
     "DEVICE": env_str("GENERATION_DEVICE", ""),
+    # Threads torch computes with on the CPU; 0: one fewer than the process's cores (at
+    # least one), leaving a core to the API and the database (see
+    # generation.models_cache.cpu_threads). OMP_NUM_THREADS, when set, wins over 0.
+    "CPU_THREADS": env_int("GENERATION_CPU_THREADS", 0),
     "PIPELINE_CACHE_SIZE": env_int("PIPELINE_CACHE_SIZE", 2),
     # Compatible waiting jobs (same type, model, size, steps) a worker runs as one
     # pipeline call; 1 turns dynamic batching off.

@@ -3,7 +3,8 @@
 Whole system: HTTP submit to the API under uvicorn → Postgres → Redis → one
 `rundramatiq` worker process (one thread) → SUCCESS, timed from the first job's
 submitted_at to the last one's completed_at. Bare: the same tiny model's pipeline
-called in a loop in this process, on the same params, while the worker sits idle.
+called in a loop in this process, on the same params and torch threads, while the
+worker sits idle.
 Rounds alternate bare and system; the ratio of each round is printed, then
 min / median / max over the rounds.
 
@@ -104,7 +105,11 @@ def main() -> None:
     target = 2.0 if options.burst else 0.9
     with Fleet(worker_env=worker_env) as fleet:
         bare_rate(1)  # load and warm up
+        import torch
+
         print(f"text-to-image 64x64, 10 steps; {jobs} jobs a round; {mode}")
+        # The bare loop sets torch up as a worker does (generation.models_cache).
+        print(f"torch threads, bare loop and worker: {torch.get_num_threads()} (GENERATION_CPU_THREADS)")
         print(f"{'round':>5} {'bare/s':>8} {'system/s':>9} {'ratio':>6}")
         ratios = []
         for round_number in range(1, options.rounds + 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -40,11 +41,44 @@ def _quiet_libraries() -> None:
 
 
 def device_and_dtype() -> tuple[str, Any]:
+    """The device jobs run on and its dtype. On the CPU, torch's threads are set first
+    (see cpu_threads)."""
     import torch
 
     device = settings.GENERATION["DEVICE"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        threads = cpu_threads()
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return device, dtype
+
+
+def cpu_threads() -> int | None:
+    """How many threads torch computes with on the CPU: GENERATION["CPU_THREADS"], or
+    for 0 one fewer than this process's cores (at least one); None leaves torch to
+    OMP_NUM_THREADS where that is set.
+
+    torch takes every core by default, and its threads wait for each other at every
+    operation: when the API or the database takes one of the cores, every operation
+    waits for the thread that lost it. On a 2-core machine running the whole fleet, a
+    round's first job (the one run while the API took the round's submits) took about
+    250 ms with 2 threads and 55-85 ms with 1; the tiny model alone ran 36-41 ms a job
+    on 1 thread and 43-46 ms on 2 (bench/overhead.py)."""
+    configured = settings.GENERATION["CPU_THREADS"]
+    if configured > 0:
+        return configured
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(_cores() - 1, 1)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity
+        return os.cpu_count() or 1
 
 
 def model_path(model_key: str) -> Path:
