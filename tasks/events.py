@@ -4,11 +4,14 @@ Both read the event log afterwards, so this only says that something happened.""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from tasks.models import Task, TaskEvent, WebhookEvent
-from tasks.notify import publish_task_changed
+from tasks.notify import publish_tasks_changed
+
+logger = logging.getLogger(__name__)
 
 EventType = TaskEvent.Type
 
@@ -34,19 +37,33 @@ class EventAudience(NamedTuple):
         return cls(*(row[field] for field in cls._fields))
 
 
-def task_event_committed(*, task_id: UUID | str, event_type: str, audience: EventAudience | None = None) -> None:
+# A committed event: (task_id, type, audience or None to read it from the job).
+CommittedEvent = tuple[UUID | str, str, EventAudience | None]
+
+
+def task_events_committed(events: list[CommittedEvent]) -> None:
+    """After the commit of events appended together: one notice wakes the waiters of
+    every job they concern (one Redis message for a batch's jobs, not one per job),
+    then each event's webhook delivery is scheduled where the job wants it. A failure
+    to schedule one is logged and leaves the others scheduled."""
     from tasks.webhooks import webhook_delivery_create
 
-    if audience is None:
-        row = Task.objects.filter(pk=task_id).values(*EventAudience._fields).first()
-        if row is None:
-            return
-        audience = EventAudience.of(row)
-    owner_id, webhook, wanted = audience
-    publish_task_changed(task_id=task_id, owner_id=owner_id)
-    hook_event = WEBHOOK_EVENT_OF.get(event_type)
-    if webhook and hook_event is not None and (hook_event == WebhookEvent.COMPLETED or hook_event in wanted):
-        webhook_delivery_create(task_id=task_id, event=hook_event)
+    heard = []
+    for task_id, event_type, audience in events:
+        if audience is None:
+            row = Task.objects.filter(pk=task_id).values(*EventAudience._fields).first()
+            if row is None:
+                continue
+            audience = EventAudience.of(row)
+        heard.append((task_id, event_type, audience))
+    publish_tasks_changed([(task_id, audience.owner_id) for task_id, _, audience in heard])
+    for task_id, event_type, (_, webhook, wanted) in heard:
+        hook_event = WEBHOOK_EVENT_OF.get(event_type)
+        if webhook and hook_event is not None and (hook_event == WebhookEvent.COMPLETED or hook_event in wanted):
+            try:
+                webhook_delivery_create(task_id=task_id, event=hook_event)
+            except Exception:
+                logger.exception("could not schedule the %s webhook of task %s", hook_event, task_id)
 
 
 def event_payload(event: TaskEvent) -> dict[str, Any]:

@@ -130,8 +130,12 @@ def _redis_publisher(url: str) -> Any:
         return _publisher
 
 
-def publish_task_changed(*, task_id: Any, owner_id: Any) -> None:
-    keys = [task_key(task_id), owner_key(owner_id)]
+def publish_tasks_changed(changes: Iterable[tuple[Any, Any]]) -> None:
+    """Wake the waiters of changed jobs, given as (task_id, owner_id): one notice for
+    them all, here and (with NOTIFY_URL) on Redis."""
+    keys = list(dict.fromkeys(key for task_id, owner_id in changes for key in (task_key(task_id), owner_key(owner_id))))
+    if not keys:
+        return
     hub.dispatch(keys)
     url = settings.BACKSERV["NOTIFY_URL"]
     if url:
@@ -139,7 +143,7 @@ def publish_task_changed(*, task_id: Any, owner_id: Any) -> None:
             notice = json.dumps({"origin": _PROCESS_ID, "keys": keys})
             _redis_publisher(url).publish(settings.BACKSERV["NOTIFY_CHANNEL"], notice)
         except Exception:
-            logger.warning("could not publish a change of task %s; waiters will poll", task_id, exc_info=True)
+            logger.warning("could not publish a change of tasks %s; waiters will poll", keys[::2], exc_info=True)
 
 
 class AsyncSubscription:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from servers.routing import route_waiting_on_commit
 from tasks import metrics, policy
 from tasks.dispatch import dispatch_on_commit
-from tasks.events import EventAudience, task_event_committed
+from tasks.events import EventAudience, task_events_committed
 from tasks.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -66,17 +66,15 @@ NewEvent = tuple[UUID | str, str, TaskState | str, dict[str, Any], EventAudience
 
 
 def record_events(events: list[NewEvent]) -> None:
-    """Append events in one INSERT. After commit each one's notice goes out (and its
-    webhook delivery is scheduled), so whoever is woken finds the change when it reads;
-    robust, so a failed notice or webhook scheduling never undoes or breaks the state
-    change."""
+    """Append events in one INSERT. After commit their notice goes out (and their
+    webhook deliveries are scheduled), so whoever is woken finds the change when it
+    reads; robust, so a failed notice or webhook scheduling never undoes or breaks the
+    state change."""
     TaskEvent.objects.bulk_create(
         [TaskEvent(task_id=task_id, type=kind, state=state, data=data) for task_id, kind, state, data, _ in events]
     )
-    for task_id, kind, _, _, audience in events:
-        transaction.on_commit(
-            partial(task_event_committed, task_id=task_id, event_type=kind, audience=audience), robust=True
-        )
+    committed = [(task_id, kind, audience) for task_id, kind, _, _, audience in events]
+    transaction.on_commit(partial(task_events_committed, committed), robust=True)
 
 
 def transition(
