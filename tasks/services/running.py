@@ -91,8 +91,9 @@ def task_claim_batch(
 
     Deciding here rather than by message order gives priorities on every broker. The
     best few are read and tried in turn because other workers claim from the same
-    list. When that read came back short it held the whole queue, so the companions
-    are taken from it: a job arriving at an idle worker costs no second read."""
+    list. The companions are taken from that read when it holds enough of them (any
+    further one ranks behind every job read) or held the whole queue (it came back
+    short): a burst's batch, or a job arriving at an idle worker, costs no second read."""
     now = now or timezone.now()
     seen = list(_claimable(queue_name=queue_name, now=now)[:candidates])
     position = next(
@@ -103,9 +104,9 @@ def task_claim_batch(
     leader = seen[position]
     if size < 2 or not leader.batch_key:
         return [leader]
-    if len(seen) == candidates:
-        return [leader, *task_claim_companions(leader=leader, worker=worker, limit=size - 1, now=now)]
     later = [task for task in seen[position + 1 :] if task.batch_key == leader.batch_key]
+    if len(later) < size - 1 and len(seen) == candidates:
+        return [leader, *task_claim_companions(leader=leader, worker=worker, limit=size - 1, now=now)]
     return [leader, *_claim_some(later, worker=worker, queue_name=queue_name, limit=size - 1)]
 
 

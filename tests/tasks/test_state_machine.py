@@ -272,6 +272,18 @@ def test_companions_behind_the_first_candidates_are_found_by_a_second_read(owner
     assert all(Task.objects.get(pk=task.pk).state == TaskState.PENDING for task in ahead)
 
 
+def test_a_full_read_holding_a_whole_batch_is_the_only_read(owner: User) -> None:
+    """A burst: the queue is deeper than the read, which already holds the leader's
+    best companions (any job beyond it ranks behind them)."""
+    jobs = [_task(owner, priority=5, params_size=64) for _ in range(12)]
+    with CaptureQueriesContext(connection) as queries:
+        batch = services.task_claim_batch(queue_name=jobs[0].queue_name, worker="w", size=4, candidates=8)
+    assert [task.pk for task in batch] == [task.pk for task in jobs[:4]]
+    queue_reads = [sql for sql in _statements(queries, "SELECT") if "LIMIT" in sql]
+    assert len(queue_reads) == 1, queue_reads
+    assert all(Task.objects.get(pk=task.pk).state == TaskState.PENDING for task in jobs[4:])
+
+
 def test_a_batch_of_one_claims_the_best_job_alone(owner: User) -> None:
     first, second = _task(owner, priority=9, params_size=64), _task(owner, priority=9, params_size=64)
     assert [task.pk for task in services.task_claim_batch(queue_name=first.queue_name, worker="w", size=1)] == [
