@@ -9,11 +9,12 @@ client keeps 32 requests in flight for a few seconds per endpoint:
 - status: GET /api/v1/tasks/{id} vs a bare DRF view returning constant JSON.
 
 Both baselines run in the same server with the same middleware and DRF settings
-(token authentication, scopes, throttling), from bench/baseline/. Rounds alternate
-baseline and Back.Serv; the ratio of throughputs is printed per round, then
-min / median / max. Targets: submit >= 0.7, status >= 0.7.
+(token authentication, scopes, throttling), from bench/baseline/. Within a round the
+baseline and Back.Serv take turns in short slices (this machine's speed drifts over
+seconds); the ratio of throughputs is printed per round, then min / median / max.
+Targets: submit >= 0.7, status >= 0.7.
 
-    python bench/api.py [--seconds 5] [--clients 32] [--rounds 3]
+    python bench/api.py [--seconds 5] [--clients 32] [--rounds 3] [--slices 4]
 """
 
 from __future__ import annotations
@@ -34,14 +35,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import Fleet, setup_django, spread
 
 TARGET = 0.7
+Send = Callable[[httpx2.AsyncClient], Any]
 SUBMIT_BODY = {"task_type": "image_creation", "params": {"prompt": "a red fox", "width": 64, "height": 64}}
 
 
-async def load(
-    fleet: Fleet, send: Callable[[httpx2.AsyncClient], Any], *, clients: int, seconds: float
-) -> tuple[float, float, float]:
-    """Requests/s, p50 ms, p99 ms with `clients` requests kept in flight."""
-    latencies: list[float] = []
+def load_alternating(
+    fleet: Fleet, sends: tuple[Send, Send], *, clients: int, seconds: float, slices: int
+) -> list[tuple[float, float, float]]:
+    """Requests/s, p50 ms, p99 ms of each of the two sends, `seconds` each, measured in
+    `slices` alternating slices: this machine's speed drifts over seconds, and both
+    sides then see the same drift."""
+    latencies: tuple[list[float], list[float]] = ([], [])
+    elapsed = [0.0, 0.0]
+    for _ in range(slices):
+        for side, send in enumerate(sends):
+            elapsed[side] += asyncio.run(load(fleet, send, latencies[side], clients=clients, seconds=seconds / slices))
+    figures = []
+    for side_latencies, side_elapsed in zip(latencies, elapsed, strict=True):
+        side_latencies.sort()
+        p99 = side_latencies[min(len(side_latencies) - 1, round(0.99 * (len(side_latencies) - 1)))]
+        figures.append((len(side_latencies) / side_elapsed, statistics.median(side_latencies), p99))
+    return figures
+
+
+async def load(fleet: Fleet, send: Send, latencies: list[float], *, clients: int, seconds: float) -> float:
+    """Keeps `clients` requests in flight for `seconds`, adding each one's latency (ms)
+    to `latencies`; returns the seconds it took."""
     failures: list[int] = []
     limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": fleet.session.headers["Authorization"]}
@@ -61,9 +80,7 @@ async def load(
         elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
-    return len(latencies) / elapsed, statistics.median(latencies), p99
+    return elapsed
 
 
 def main() -> None:
@@ -71,6 +88,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slices", type=int, default=4, help="alternating slices per measurement")
     options = parser.parse_args()
     setup_django()
     with Fleet(with_worker=False, api_workers=2, settings_module="baseline.settings") as fleet:
@@ -85,15 +103,23 @@ def main() -> None:
                 lambda client: client.get(f"/api/v1/tasks/{task_id}"),
             ),
         }
-        print(f"{options.clients} clients, {options.seconds:.0f} s per measurement, uvicorn with 2 workers")
+        print(
+            f"{options.clients} clients, {options.seconds:.0f} s per measurement in {options.slices} slices "
+            "alternating with the baseline's, uvicorn with 2 workers"
+        )
         columns = ("bare req/s", "p50/p99 ms", "ours req/s", "p50/p99 ms")
         print(f"{'case':8} {'round':>5} " + " ".join(f"{column:>13}" for column in columns) + f" {'ratio':>6}")
         summary = []
         for name, (bare_request, our_request) in cases.items():
             ratios = []
             for round_number in range(1, options.rounds + 1):
-                bare = asyncio.run(load(fleet, bare_request, clients=options.clients, seconds=options.seconds))
-                ours = asyncio.run(load(fleet, our_request, clients=options.clients, seconds=options.seconds))
+                bare, ours = load_alternating(
+                    fleet,
+                    (bare_request, our_request),
+                    clients=options.clients,
+                    seconds=options.seconds,
+                    slices=options.slices,
+                )
                 ratios.append(ours[0] / bare[0])
                 print(
                     f"{name:8} {round_number:>5} {bare[0]:13.0f} {bare[1]:6.1f}/{bare[2]:<6.1f} "

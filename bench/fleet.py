@@ -103,7 +103,12 @@ class Process:
 
     def stop(self) -> None:
         if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            # SIGTERM to the leader only, as an operator stops it: it passes the signal
+            # on to its own children. Sent to the whole group as well, a dramatiq
+            # worker process gets it twice, which means "kill yourself now": it then
+            # skips its clean shutdown and its server stays registered online in the
+            # bench database, where the next benchmark's submits are routed to it.
+            self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(30)
             except subprocess.TimeoutExpired:
@@ -149,6 +154,7 @@ class Fleet:
         manage("make_demo_models", env=self.env)
         token = manage("create_api_token", "bench-fleet", "--staff", "--name", "bench", env=self.env).strip()
         self.forget_jobs()
+        self.forget_stopped_workers()
         self.session.headers["Authorization"] = f"Bearer {token.splitlines()[-1]}"
         uvicorn = [sys.executable, "-m", "uvicorn", "backserv_site.asgi:application", "--port", str(self.port)]
         uvicorn += ["--workers", str(self.api_workers), "--log-level", "warning", "--no-access-log"]
@@ -178,10 +184,30 @@ class Fleet:
     def forget_jobs(self) -> None:
         """Delete the bench user's jobs of earlier runs: a queue of thousands left by
         bench/api.py would slow every later queue-position count, and a worker would
-        run them."""
+        run them. Then vacuum what they leave behind."""
+        from django.db import connection
+
         from tasks.models import Task
 
         Task.objects.filter(owner__username="bench-fleet").delete()
+        if connection.vendor == "postgresql":
+            # The deleted rows stay in the indexes as dead entries, which every count
+            # of this run would step over until autovacuum happens to come by.
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE tasks_task, tasks_taskevent")
+
+    def forget_stopped_workers(self) -> None:
+        """Unregister the worker servers earlier runs left behind (stopped, or killed and
+        silent), so every run starts with the same registry: with one left, each of
+        bench/api.py's submits (it runs no worker) would take the routing path and
+        wait for a server; without, it goes to the shared queue. A worker registers
+        itself again when it boots."""
+        from servers.models import Server, ServerKind, ServerStatus
+        from servers.services import server_unregister, servers_mark_silent_offline
+
+        servers_mark_silent_offline()
+        for server in Server.objects.filter(kind=ServerKind.WORKER, status=ServerStatus.OFFLINE):
+            server_unregister(server=server)
 
     def _healthy(self) -> bool:
         try:
