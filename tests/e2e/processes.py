@@ -19,6 +19,13 @@ from django.db import connection
 BASE_DIR = Path(settings.BASE_DIR)
 
 
+# The steps of a job a test acts on mid-run (kills its worker, restarts Postgres): 2 s
+# of the tiny model where a step takes 3 ms (150 steps ended there before a 50 ms poll
+# saw the first progress, written after PROGRESS_INTERVAL_SECONDS), 20-30 s on a slow
+# machine.
+MID_RUN_STEPS = 600
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.processes import Api, Process, free_port, healthy, manage, process_env, wait_until
+from tests.e2e.processes import MID_RUN_STEPS, Api, Process, free_port, healthy, manage, process_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def test_a_job_survives_the_server_being_killed_mid_run(
 ) -> None:
     env, api, processes = embedded
     first = _serve(env, tmp_path / "first.log")
-    task_id = api.submit(width=64, height=64, steps=300, seed=3)["task_id"]
+    task_id = api.submit(width=64, height=64, steps=MID_RUN_STEPS, seed=3)["task_id"]
 
     def mid_run() -> bool:
         job = api.job(task_id)

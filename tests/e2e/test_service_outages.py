@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.e2e.fleet import Fleet, assert_finished_once, needs_services, redis_broker_url, staff_api
-from tests.e2e.processes import Api, manage, processes_database_url, wait_until
+from tests.e2e.processes import MID_RUN_STEPS, Api, manage, processes_database_url, wait_until
 from tests.e2e.services import PrivatePostgres, PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_services]
@@ -70,7 +70,7 @@ def test_workers_carry_on_after_postgres_restarts_and_the_api_answers_503_meanwh
     staff = fleet.client(manage("create_api_token", "operator", "--staff", env=fleet.env).strip().splitlines()[-1])
     fleet.start_api()
     worker = fleet.start_worker("worker-a", staff=staff)
-    running = staff.submit(width=64, height=64, steps=150, seed=5)["task_id"]
+    running = staff.submit(width=64, height=64, steps=MID_RUN_STEPS, seed=5)["task_id"]
     wait_until(
         lambda: staff.job(running)["state"] == "STARTED" and staff.job(running)["progress"] > 0.02,
         timeout=120,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.fleet import Fleet, assert_finished_once, needs_services, redis_broker_url, staff_api
-from tests.e2e.processes import Api, processes_database_url, wait_until
+from tests.e2e.processes import MID_RUN_STEPS, Api, processes_database_url, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_services]
 
@@ -33,7 +33,7 @@ def _running(api: Api, task_id: str, *, past: float) -> bool:
 
 def test_a_job_whose_worker_is_killed_runs_again_on_another_once_its_lease_expires(fleet: Fleet, staff: Api) -> None:
     first = fleet.start_worker("worker-a", staff=staff)
-    task_id = staff.submit(width=64, height=64, steps=150, seed=3)["task_id"]
+    task_id = staff.submit(width=64, height=64, steps=MID_RUN_STEPS, seed=3)["task_id"]
     wait_until(lambda: _running(staff, task_id, past=0.02), timeout=90, what="the job mid-run", process=first)
 
     killed_at = time.monotonic()
@@ -57,7 +57,7 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_the_waiting_ones_for_ano
     fleet: Fleet, staff: Api
 ) -> None:
     fleet.start_worker("worker-a", staff=staff)
-    running = staff.submit(width=64, height=64, steps=150, seed=1)["task_id"]
+    running = staff.submit(width=64, height=64, steps=MID_RUN_STEPS, seed=1)["task_id"]
     waiting = [staff.submit(width=64, height=64, steps=2, seed=seed)["task_id"] for seed in (2, 3, 4)]
     wait_until(lambda: _running(staff, running, past=0.05), timeout=90, what="the job mid-run")
 
