@@ -133,9 +133,10 @@ def _redis_publisher(url: str) -> Any:
 def publish_tasks_changed(changes: Iterable[tuple[Any, Any]]) -> None:
     """Wake the waiters of changed jobs, given as (task_id, owner_id): one notice for
     them all, here and (with NOTIFY_URL) on Redis."""
-    keys = list(dict.fromkeys(key for task_id, owner_id in changes for key in (task_key(task_id), owner_key(owner_id))))
-    if not keys:
+    changes = list(changes)
+    if not changes:
         return
+    keys = list(dict.fromkeys(key for task_id, owner_id in changes for key in (task_key(task_id), owner_key(owner_id))))
     hub.dispatch(keys)
     url = settings.BACKSERV["NOTIFY_URL"]
     if url:
@@ -143,7 +144,8 @@ def publish_tasks_changed(changes: Iterable[tuple[Any, Any]]) -> None:
             notice = json.dumps({"origin": _PROCESS_ID, "keys": keys})
             _redis_publisher(url).publish(settings.BACKSERV["NOTIFY_CHANNEL"], notice)
         except Exception:
-            logger.warning("could not publish a change of tasks %s; waiters will poll", keys[::2], exc_info=True)
+            task_ids = ", ".join(str(task_id) for task_id, _ in changes)
+            logger.warning("could not publish a change of tasks %s; waiters will poll", task_ids, exc_info=True)
 
 
 class AsyncSubscription:
