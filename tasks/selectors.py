@@ -76,9 +76,8 @@ def _queue_ahead() -> CombinedExpression:
     range of the claim-order index, where one count of the two cases joined by OR
     would read every waiting job of the queue."""
     waiting = Task.objects.filter(queue_name=OuterRef("queue_name"), state=TaskState.PENDING)
-    higher = waiting.filter(priority__gt=OuterRef("priority"))
-    older = waiting.filter(priority=OuterRef("priority"), submitted_at__lt=OuterRef("submitted_at"))
-    return _count(higher) + _count(older)
+    higher, older = _ahead_of(priority=OuterRef("priority"), submitted_at=OuterRef("submitted_at"))
+    return _count(waiting.filter(higher)) + _count(waiting.filter(older))
 
 
 def _count(tasks: QuerySet[Task]) -> Subquery:
@@ -88,8 +87,10 @@ def _count(tasks: QuerySet[Task]) -> Subquery:
     return Subquery(counted, output_field=IntegerField())
 
 
-def _ahead_of(task: Task) -> Q:
-    return Q(priority__gt=task.priority) | Q(priority=task.priority, submitted_at__lt=task.submitted_at)
+def _ahead_of(*, priority: Any, submitted_at: Any) -> tuple[Q, Q]:
+    """The waiting jobs the claim takes before a job of this priority and submit time:
+    those of higher priority, and the older ones of the same."""
+    return Q(priority__gt=priority), Q(priority=priority, submitted_at__lt=submitted_at)
 
 
 # (task type) -> (monotonic time it was read, median run seconds): an estimate read at
@@ -149,7 +150,10 @@ def task_queue_positions(tasks: Iterable[Task]) -> dict[Any, int | None]:
         else:
             positions[task.pk] = None
     for queue_name, waiting in waiting_by_queue.items():
-        ahead = {f"ahead_{index}": Count("pk", filter=_ahead_of(task)) for index, task in enumerate(waiting)}
+        ahead = {}
+        for index, task in enumerate(waiting):
+            higher, older = _ahead_of(priority=task.priority, submitted_at=task.submitted_at)
+            ahead[f"ahead_{index}"] = Count("pk", filter=higher | older)
         counts = Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING).aggregate(**ahead)
         positions.update({task.pk: counts[f"ahead_{index}"] for index, task in enumerate(waiting)})
     return positions
