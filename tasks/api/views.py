@@ -182,7 +182,8 @@ class TaskListCreateView(generics.ListAPIView):
             headers[WAIT_HEADER] = f"{task.pk} {wait:g}"
             return task_response(request, task, status_code=status.HTTP_202_ACCEPTED, headers=headers)
         finished = wait_until_finished_blocking(task.pk, wait)
-        task.refresh_from_db()
+        # Read again, not refreshed: the figures the submit counted are out of date now.
+        task = Task.objects.get(pk=task.pk)
         code = status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED
         return task_response(request, task, status_code=code, headers=headers)
 

@@ -25,6 +25,7 @@ from tasks.models import (
     TaskState,
     WebhookEvent,
 )
+from tasks.selectors import SubmitFigures, submit_figures
 from tasks.services.core import UNROUTED, EventType, config, queued_fields, record_event, task_redispatch, transition
 from tasks.storage import task_files_delete
 from tasks.webhooks import webhook_url_validate
@@ -77,7 +78,6 @@ def task_submit(
         raise InvalidInput(f"max_attempts: {message}", fields={"max_attempts": [message]})
     now = timezone.now()
     with transaction.atomic():
-        _check_unfinished_quota(owner=owner)
         route = route_new_task(task_type=task_type, group=group, capabilities=required)
         task = Task.objects.create(
             owner=owner,
@@ -109,7 +109,11 @@ def task_submit(
             data=route.event_data(),
             audience=EventAudience(owner.pk, webhook, events),
         )
+        figures = _check_unfinished_quota(task=task)
         transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
+    # What a read shows beyond the row, counted with the quota: the answer needs no
+    # read after the commit (tasks.selectors uses these as it uses a read's figures).
+    task.queue_ahead, task.queue_lanes, task.ever_claimed = figures.queue_ahead, figures.queue_lanes, False
     logger.info(
         "task %s submitted",
         task.pk,
@@ -139,23 +143,26 @@ def _remote_only_params(*, task_type: str, params: Any, capabilities: list[str])
     return params
 
 
-def _check_unfinished_quota(*, owner: User) -> None:
-    """Inside the submit's transaction. Locking the owner's row makes a user's submits
-    count and insert one after another, so racing submits never pass the limit
-    (SQLite's IMMEDIATE transactions serialize every writer anyway)."""
-    limit = User.objects.select_for_update().values_list("max_unfinished_tasks", flat=True).get(pk=owner.pk)
+def _check_unfinished_quota(*, task: Task) -> SubmitFigures:
+    """The last step of a submit's transaction, after its INSERTs: refuse the job if it
+    takes its owner past the limit on unfinished jobs, and count the answer's figures.
+
+    Racing submits never pass the limit: each one locks its owner's row, then counts
+    in a statement of its own, which sees every submit that committed while it waited
+    (SQLite's IMMEDIATE transactions serialize every writer anyway). The lock is taken
+    last, so a user's submits wait on each other only for the count and the commit.
+    NO KEY UPDATE, the lock an UPDATE that keeps the key takes: it makes submits take
+    turns without holding up other writers' foreign-key checks on the row."""
+    owner_id = task.owner_id
+    limit = User.objects.select_for_update(no_key=True).values_list("max_unfinished_tasks", flat=True).get(pk=owner_id)
     if limit is None:
         limit = config("MAX_UNFINISHED_TASKS")
-    if not limit:
-        return
-    # Counted up to the limit only: the count's cost stays bounded by the limit, not
-    # by how deep the user's queue is.
-    unfinished = Task.objects.filter(owner=owner, state__in=UNFINISHED_STATES)[:limit].count()
-    if unfinished >= limit:
+    figures = submit_figures(task=task, quota=limit)
+    if figures.over_quota:
         raise QuotaExceeded(
-            f"You have {unfinished} unfinished jobs, the most allowed at once ({limit}); "
-            "wait for some to finish or cancel them."
+            f"You have {limit} unfinished jobs, the most allowed at once; wait for some to finish or cancel them."
         )
+    return figures
 
 
 def task_cancel(*, task: Task) -> Task:

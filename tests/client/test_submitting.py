@@ -177,6 +177,33 @@ def test_the_run_times_an_eta_draws_on_are_read_again_once_they_are_old(
     assert selectors.task_type_run_seconds("image_creation") == 8.0
 
 
+def test_a_submit_answers_with_the_queue_position_and_eta_a_read_gives(
+    owner: User, client: APIClient, job_body: Callable[..., dict]
+) -> None:
+    """The submit counts its answer's figures before its INSERT; they must be what
+    reading the job right after gives, in every priority case, with lanes and other
+    queues' jobs about."""
+    first = post(client, job_body()).json()
+    queue_name = Task.objects.get(pk=first["task_id"]).queue_name
+    now = timezone.now()
+    for state in (TaskState.STARTED, TaskState.RECEIVED):  # two lanes
+        Task.objects.create(owner=owner, task_type="image_creation", queue_name=queue_name, state=state)
+    Task.objects.create(owner=owner, task_type="image_creation", queue_name="elsewhere", priority=9)
+    Task.objects.create(
+        owner=owner, task_type="image_creation", queue_name="done", state=TaskState.SUCCESS,
+        started_at=now - timedelta(seconds=3), completed_at=now,
+    )  # fmt: skip
+    selectors.run_seconds_forget()
+    answers = []
+    for priority in (5, 9, 1, 5, 9, 0, 10):
+        answer = post(client, job_body(priority=priority)).json()
+        read = client.get(f"/api/v1/tasks/{answer['task_id']}").json()
+        assert (answer["queue_position"], answer["eta_seconds"]) == (read["queue_position"], read["eta_seconds"])
+        answers.append((answer["queue_position"], answer["eta_seconds"]))
+    # Behind the first job (and the higher ones), ahead of the lower; 3 s a run, 2 lanes.
+    assert answers == [(1, 3.0), (0, 3.0), (3, 6.0), (3, 6.0), (1, 3.0), (6, 12.0), (0, 3.0)]
+
+
 def test_eta_is_null_without_history(client: APIClient, job_body: Callable[..., dict]) -> None:
     assert post(client, job_body()).json()["eta_seconds"] is None
 

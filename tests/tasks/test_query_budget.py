@@ -18,8 +18,13 @@ from generation.runner import execute_message
 from tasks import services
 from tasks.models import Task, TaskState
 
-# Counted on SQLite, where a transaction's BEGIN and COMMIT are statements too.
-SUBMIT_BUDGET = 12
+# Counted on SQLite, where a transaction's BEGIN and COMMIT are statements too. A
+# submit: the token; then BEGIN, the owner's quota under its lock, whether any server
+# is registered, the quota count with the answer's queue position, the job's and its
+# event's INSERTs, COMMIT. The answer reads nothing back. The first request also
+# records the token's use, and reads the type's recent run times for the ETA (kept for
+# a while per process).
+SUBMIT_BUDGET = 10
 # Claim, start and finish: a transaction each (UPDATE, read back, event INSERT), plus
 # the reads that pick the job and its batch companions.
 WORKER_FIXED_BUDGET = 22

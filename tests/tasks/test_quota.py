@@ -14,6 +14,7 @@ from accounts.models import User
 from tasks import services
 from tasks.errors import QuotaExceeded
 from tasks.models import Task, TaskState
+from tasks.services import submitting
 
 PARAMS = {"prompt": "a quiet harbour", "width": 64, "height": 64, "steps": 2}
 SUBMIT = {"task_type": "image_creation", "params": PARAMS}
@@ -105,6 +106,45 @@ def test_racing_submits_never_pass_the_quota(quota: Any, owner: User) -> None:
         thread.join(timeout=60)
     assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 5
     assert Task.objects.filter(owner=owner).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite serializes whole write transactions")
+def test_submits_whose_inserts_overlap_take_turns_at_the_quota(
+    quota: Any, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both submits insert their job, then lock the owner's row to count: neither may
+    deadlock on the other's foreign-key lock, and the second counts the first."""
+    quota(1)
+    both_inserted = threading.Barrier(2, timeout=30)
+    record_event = submitting.record_event
+
+    def record_then_wait(**kwargs: Any) -> Any:
+        recorded = record_event(**kwargs)
+        both_inserted.wait()
+        return recorded
+
+    monkeypatch.setattr(submitting, "record_event", record_then_wait)
+    outcomes: list[str] = []
+
+    def submit() -> None:
+        try:
+            _submit(owner)
+            outcomes.append("accepted")
+        except QuotaExceeded:
+            outcomes.append("refused")
+        except Exception as error:  # a deadlock, say
+            outcomes.append(type(error).__name__)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["accepted", "refused"]
+    assert Task.objects.filter(owner=owner).count() == 1
 
 
 def test_a_batch_past_the_quota_refuses_only_the_jobs_beyond_it(quota: Any, client: APIClient) -> None:
