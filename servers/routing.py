@@ -299,14 +299,20 @@ def _route_all(chosen: list[tuple[Task, Route]]) -> int:
     for route, tasks in by_queue.values():
         now = timezone.now()
         ids = [task.pk for task in tasks]
-        if not Task.objects.filter(pk__in=ids, state=TaskState.PENDING, queue_name="").update(
+        updated = Task.objects.filter(pk__in=ids, state=TaskState.PENDING, queue_name="").update(
             **route.task_fields(), dispatched_at=now, updated_at=now
-        ):
-            continue
-        # The rows this update moved: on the route, stamped with its instant.
-        moved = list(
-            Task.objects.filter(pk__in=ids, queue_name=route.queue_name, updated_at=now).values_list("pk", flat=True)
         )
+        if not updated:
+            continue
+        if updated == len(ids):
+            moved = ids  # every one was still waiting: the usual case
+        else:
+            # The rows this update moved: on the route, stamped with its instant.
+            moved = list(
+                Task.objects.filter(pk__in=ids, queue_name=route.queue_name, updated_at=now).values_list(
+                    "pk", flat=True
+                )
+            )
         if route.server is not None:
             TaskEvent.objects.bulk_create(
                 [

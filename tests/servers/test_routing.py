@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from generation.runner import execute_message
+from servers import routing
 from servers.models import Algorithm, Server
 from servers.routing import tasks_route_waiting
 from servers.services import load_balancer_set_algorithm, server_set_maintenance
@@ -160,6 +161,34 @@ def test_waiting_jobs_are_routed_best_first_as_slots_free(owner: User, make_serv
     assert tasks_route_waiting() == 1
     assert Task.objects.get(pk=high.pk).wait_reason == ""
     assert Task.objects.get(pk=low.pk).wait_reason == WAITING_FOR_SERVER
+
+
+def test_a_job_cancelled_while_its_route_is_chosen_stays_cancelled_and_unsent(
+    owner: User,
+    make_server: Callable[..., Server],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = make_server("one", max_concurrent=1)
+    running = _submit(owner)
+    waiting = [_submit(owner) for _ in range(3)]
+    Server.objects.filter(pk=server.pk).update(max_concurrent=4)
+    Task.objects.filter(pk=running.pk).update(state=TaskState.SUCCESS)
+    sent: list[str] = []
+    monkeypatch.setattr(routing, "dispatch_on_commit", lambda *, task_id, destination: sent.append(str(task_id)))
+    route_all = routing._route_all
+
+    def cancel_one_first(chosen: list[Any]) -> int:
+        services.task_cancel(task=waiting[1])
+        return route_all(chosen)
+
+    monkeypatch.setattr(routing, "_route_all", cancel_one_first)
+    assert tasks_route_waiting() == 2
+    moved = {str(task.pk) for task in (waiting[0], waiting[2])}
+    assert set(sent) == moved
+    routed = TaskEvent.objects.filter(type=TaskEvent.Type.ROUTED, task__in=waiting)
+    assert {str(pk) for pk in routed.values_list("task_id", flat=True)} == moved
+    cancelled = Task.objects.get(pk=waiting[1].pk)
+    assert (cancelled.state, cancelled.queue_name, cancelled.server_id) == (TaskState.REVOKED, "", None)
 
 
 # Jobs of a type Back.Serv does not run (the distributed-system document's video-processing)
