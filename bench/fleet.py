@@ -184,12 +184,16 @@ class Fleet:
     def forget_jobs(self) -> None:
         """Delete the bench user's jobs of earlier runs: a queue of thousands left by
         bench/api.py would slow every later queue-position count, and a worker would
-        run them. Then vacuum what they leave behind."""
+        run them. Then vacuum what they leave behind, and drop their messages: bench/api.py
+        leaves one on the shared queue for every job it submitted, which a worker would
+        have to read through before this run's first job."""
+        import dramatiq
         from django.db import connection
 
         from tasks.models import Task
 
         Task.objects.filter(owner__username="bench-fleet").delete()
+        dramatiq.get_broker().flush_all()  # this process's queues: the shared ones
         if connection.vendor == "postgresql":
             # The deleted rows stay in the indexes as dead entries, which every count
             # of this run would step over until autovacuum happens to come by.

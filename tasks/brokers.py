@@ -59,11 +59,17 @@ class _PromptConsumer(_RedisConsumer):
         self.full_poll_seconds = FULL_POLL_FIRST_SECONDS
 
     def __next__(self) -> Any:
+        # Read before the parent looks: worker threads ack concurrently, so the count can
+        # drop while the parent runs. Had it been full, the parent did not fetch, and the
+        # queue may hold messages whose wake tokens are gone (more than the tokens kept,
+        # or taken by an earlier wait): waiting on the list would stall a backlog for the
+        # whole worker timeout, one message or two at a time.
+        full = self.outstanding_message_count >= self.prefetch
         message = super().__next__()
         if message is not None:
             self.full_poll_seconds = FULL_POLL_FIRST_SECONDS
             return message
-        if self.outstanding_message_count >= self.prefetch:
+        if full:
             time.sleep(self.full_poll_seconds)
             self.full_poll_seconds = min(self.full_poll_seconds * 2, FULL_POLL_MAX_SECONDS)
             return None

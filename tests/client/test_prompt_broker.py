@@ -7,7 +7,9 @@ import threading
 import time
 import uuid
 
+import pytest
 from dramatiq import Message
+from dramatiq.brokers.redis import _RedisConsumer
 
 from tasks.brokers import WAKE_TOKENS_KEPT, PromptRedisBroker
 from tests.client.test_notify import REDIS_URL, redis_or_skip
@@ -70,5 +72,34 @@ def test_a_delayed_message_still_waits_its_delay() -> None:
     assert enqueued.queue_name == "jobs.DQ"
     consumer = broker.consume("jobs", prefetch=1, timeout=100)
     assert next(consumer) is None
+    broker.flush_all()
+    broker.close()
+
+
+def test_a_consumer_full_as_it_looked_does_not_wait_on_the_wake_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker thread acks its message while the consumer is deciding: the consumer
+    was full, so it fetched nothing; it must look again, not wait out the worker timeout
+    on a wake list whose tokens a backlog has outrun."""
+    client = redis_or_skip()
+    broker = _broker()
+    for _ in range(2):
+        broker.enqueue(_message())
+    client.delete(f"{broker.namespace}:jobs.wake")  # a backlog beyond the tokens kept
+    consumer = broker.consume("jobs", prefetch=1, timeout=IDLE_TIMEOUT_MS)
+    first = next(consumer)
+    assert first is not None  # the consumer is full now: one outstanding, prefetch 1
+    fetch_or_not = _RedisConsumer.__next__
+
+    def then_the_ack_lands(self: _RedisConsumer) -> object:
+        message = fetch_or_not(self)
+        if message is None and consumer.queued_message_ids:
+            consumer.ack(first)
+        return message
+
+    monkeypatch.setattr(_RedisConsumer, "__next__", then_the_ack_lands)
+    started = time.monotonic()
+    assert next(consumer) is None
+    assert time.monotonic() - started < 0.5
+    assert next(consumer) is not None  # the second message, fetched on the next look
     broker.flush_all()
     broker.close()
