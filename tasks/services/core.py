@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from servers.routing import route_waiting_on_commit
@@ -134,28 +134,25 @@ def transition_held(
     and not returned. `holder_of` says what "held" means for a job when it is not
     that claim (a claim of read jobs: still at the attempt count read).
 
-    With `fields_of` (each job its own values, e.g. its result) it is an UPDATE per job;
-    without, one UPDATE for all, and one read of which rows it changed."""
+    One UPDATE for all, each job's own values (`fields_of`, e.g. its result) set by a
+    CASE on its id; the rows it changed are read back only when it changed fewer than
+    it was given."""
     held_by = holder_of or (lambda task: claim_holder(worker=task.worker, attempt=task.attempts))
     with transaction.atomic(savepoint=False):
         now = timezone.now()
         rows = Task.objects.filter(state__in=TRANSITIONS[to])
         if match is not None:
             rows = rows.filter(match)
-        if fields_of is not None:
-            done = [
-                task
-                for task in tasks
-                if rows.filter(pk=task.pk)
-                .filter(held_by(task))
-                .update(state=to, updated_at=now, **fields, **fields_of(task))
-            ]
+        holders = Q()
+        for task in tasks:
+            holders |= Q(pk=task.pk) & held_by(task)
+        own = _own_values(tasks, fields_of) if fields_of is not None else {}
+        updated = rows.filter(holders).update(state=to, updated_at=now, **fields, **own)
+        if not updated:
+            return []
+        if updated == len(tasks):
+            done = list(tasks)  # every one was still held: the usual case
         else:
-            holders = Q()
-            for task in tasks:
-                holders |= Q(pk=task.pk) & held_by(task)
-            if not rows.filter(holders).update(state=to, updated_at=now, **fields):
-                return []
             # The rows this update changed: in the target state, stamped with its instant.
             changed = set(
                 Task.objects.filter(pk__in=[task.pk for task in tasks], state=to, updated_at=now)
@@ -180,6 +177,21 @@ def transition_held(
         row = _row_after(task_id=task.pk, held=task, fields=changed_fields)
         _record_transition(task_id=task.pk, to=to, event=event, data=data_of(task), row=row, now=now)
     return done
+
+
+def _own_values(tasks: list[Task], fields_of: Callable[[Task], dict[str, Any]]) -> dict[str, Any]:
+    """Each job's own values for one UPDATE of them all: per field, a CASE on the job's
+    id (a job without a value for it keeps its own); a single job's values as they are."""
+    values = {task.pk: fields_of(task) for task in tasks}
+    if len(values) == 1:
+        return next(iter(values.values()))
+    names = {name for own in values.values() for name in own}
+    cases = {}
+    for name in sorted(names):
+        field = Task._meta.get_field(name)
+        whens = [When(pk=pk, then=Value(own[name], output_field=field)) for pk, own in values.items() if name in own]
+        cases[name] = Case(*whens, default=F(name), output_field=field)
+    return cases
 
 
 _ROW_FIELDS = ("task_type", "worker", "attempts", "queued_at", "started_at", *EventAudience._fields)

@@ -114,6 +114,39 @@ def test_a_batch_starts_in_one_go_without_the_job_cancelled_since_its_claim(owne
     assert batch[0].state == TaskState.STARTED and batch[0].started_at is not None
 
 
+def _started_batch(owner: User, size: int) -> list[Task]:
+    batch = [_claimed(owner, worker="w1") for _ in range(size)]
+    assert services.tasks_start(tasks=batch) == batch
+    return batch
+
+
+def test_a_batch_succeeds_in_one_update_each_job_with_its_own_result(owner: User) -> None:
+    batch = _started_batch(owner, 3)
+    finished = [(task, {"outputs": [], "seed": index}, (4, 4)) for index, task in enumerate(batch)]
+    with CaptureQueriesContext(connection) as queries:
+        assert services.tasks_succeed(finished=finished) == batch
+    updates = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
+    assert len(updates) == 1
+    rows = dict(Task.objects.filter(pk__in=[task.pk for task in batch]).values_list("pk", "result"))
+    assert [rows[task.pk] for task in batch] == [{"outputs": [], "seed": index} for index in range(3)]
+    assert set(Task.objects.filter(pk__in=rows).values_list("state", flat=True)) == {TaskState.SUCCESS}
+    assert TaskEvent.objects.filter(type="succeeded").count() == 3
+
+
+def test_a_batch_job_no_longer_held_keeps_its_row_as_it_is_and_the_others_succeed(owner: User) -> None:
+    batch = _started_batch(owner, 3)
+    # The second one's lease was reaped and it was claimed again: this worker lost it.
+    Task.objects.filter(pk=batch[1].pk).update(state=TaskState.RECEIVED, attempts=2, worker="w2")
+    finished = [(task, {"outputs": [], "seed": index}, None) for index, task in enumerate(batch)]
+    assert services.tasks_succeed(finished=finished) == [batch[0], batch[2]]
+    rows = {pk: (state, result) for pk, state, result in Task.objects.values_list("pk", "state", "result")}
+    assert rows[batch[0].pk] == (TaskState.SUCCESS, {"outputs": [], "seed": 0})
+    assert rows[batch[1].pk] == (TaskState.RECEIVED, None)
+    assert rows[batch[2].pk] == (TaskState.SUCCESS, {"outputs": [], "seed": 2})
+    succeeded = TaskEvent.objects.filter(type="succeeded").values_list("task_id", flat=True)
+    assert set(succeeded) == {batch[0].pk, batch[2].pk}
+
+
 def test_it_refuses_changes_the_state_machine_does_not_allow(owner: User) -> None:
     task = _task(owner)
     task.worker, task.attempts = "w1", 0
