@@ -30,6 +30,7 @@ from django.utils import timezone
 from servers.models import Algorithm, LoadBalancer, Server, ServerKind, ServerStatus
 from tasks.dispatch import Destination, dispatch_on_commit
 from tasks.models import UNFINISHED_STATES, WAITING_FOR_SERVER, Task, TaskEvent, TaskState
+from tasks.selectors import rows_changed
 
 _random = random.SystemRandom()
 
@@ -304,15 +305,7 @@ def _route_all(chosen: list[tuple[Task, Route]]) -> int:
         )
         if not updated:
             continue
-        if updated == len(ids):
-            moved = ids  # every one was still waiting: the usual case
-        else:
-            # The rows this update moved: on the route, stamped with its instant.
-            moved = list(
-                Task.objects.filter(pk__in=ids, queue_name=route.queue_name, updated_at=now).values_list(
-                    "pk", flat=True
-                )
-            )
+        moved = rows_changed(ids, updated=updated, queue_name=route.queue_name, updated_at=now)
         if route.server is not None:
             TaskEvent.objects.bulk_create(
                 [

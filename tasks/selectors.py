@@ -43,8 +43,18 @@ def tasks_with_read_figures() -> QuerySet[Task]:
     an attempt to show (ever_claimed). The functions below use them when a job was read
     so, and query otherwise. Filter it down to the jobs wanted."""
     return Task.objects.annotate(
-        queue_ahead=Case(When(state=TaskState.PENDING, then=_queue_ahead()), output_field=IntegerField()),
-        queue_lanes=_count(Task.objects.filter(queue_name=OuterRef("queue_name"), state__in=ACTIVE_STATES)),
+        queue_ahead=Case(
+            When(
+                state=TaskState.PENDING,
+                then=_queue_ahead(
+                    queue_name=OuterRef("queue_name"),
+                    priority=OuterRef("priority"),
+                    submitted_at=OuterRef("submitted_at"),
+                ),
+            ),
+            output_field=IntegerField(),
+        ),
+        queue_lanes=_queue_lanes(queue_name=OuterRef("queue_name")),
         ever_claimed=Exists(TaskEvent.objects.filter(task=OuterRef("pk"), type=TaskEvent.Type.CLAIMED)),
     )
 
@@ -75,6 +85,15 @@ def task_with_read_figures(task_id: UUID, *, owner_id: Any | None = None) -> Tas
     return found[0] if found else None
 
 
+def rows_changed(ids: list[Any], *, updated: int, **stamp: Any) -> list[Any]:
+    """Which of the jobs `ids` an UPDATE that changed `updated` rows changed: all of
+    them when it changed as many as it was given (ids are unique); otherwise, read
+    back, those that now carry `stamp`, what it set (its instant among it)."""
+    if updated == len(ids):
+        return list(ids)
+    return list(Task.objects.filter(pk__in=ids, **stamp).order_by().values_list("pk", flat=True))
+
+
 def task_queue_position(task: Task) -> int | None:
     """How many waiting jobs would be claimed before this one (0: it is next), by the
     claim's own order: higher priority first, then older."""
@@ -86,13 +105,19 @@ def task_queue_position(task: Task) -> int | None:
     return read.queue_ahead if read is not None else None
 
 
-def _queue_ahead() -> CombinedExpression:
-    """The jobs ahead of the outer query's job in its queue, as two counts: each one a
-    range of the claim-order index, where one count of the two cases joined by OR
-    would read every waiting job of the queue."""
-    waiting = Task.objects.filter(queue_name=OuterRef("queue_name"), state=TaskState.PENDING)
-    higher, older = _ahead_of(priority=OuterRef("priority"), submitted_at=OuterRef("submitted_at"))
+def _queue_ahead(*, queue_name: Any, priority: Any, submitted_at: Any) -> CombinedExpression:
+    """The waiting jobs ahead of a job of this queue, priority and submit time (values,
+    or the outer query's columns), as two counts: each one a range of the claim-order
+    index, where one count of the two cases joined by OR would read every waiting job
+    of the queue."""
+    waiting = Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING)
+    higher, older = _ahead_of(priority=priority, submitted_at=submitted_at)
     return _count(waiting.filter(higher)) + _count(waiting.filter(older))
+
+
+def _queue_lanes(*, queue_name: Any) -> Subquery:
+    """How many jobs of a queue run side by side now."""
+    return _count(Task.objects.filter(queue_name=queue_name, state__in=ACTIVE_STATES))
 
 
 def _count(tasks: QuerySet[Task]) -> Subquery:
@@ -136,8 +161,8 @@ def _submit_figures_read(quota: int) -> CompiledRead[User]:
     def build() -> QuerySet[User]:
         owner_id = Slot("owner_id", User._meta.pk)
         queue_name = Slot("queue_name", Task._meta.get_field("queue_name"))
-        waiting = Task.objects.filter(queue_name=queue_name, state=TaskState.PENDING)
-        higher, older = _ahead_of(
+        ahead = _queue_ahead(
+            queue_name=queue_name,
             priority=Slot("priority", Task._meta.get_field("priority")),
             submitted_at=Slot("submitted_at", Task._meta.get_field("submitted_at")),
         )
@@ -145,11 +170,7 @@ def _submit_figures_read(quota: int) -> CompiledRead[User]:
         over_quota = Exists(unfinished[quota : quota + 1]) if quota else Value(False, output_field=BooleanField())
         return (
             User.objects.filter(pk=owner_id)
-            .annotate(
-                over_quota=over_quota,
-                queue_ahead=_count(waiting.filter(higher)) + _count(waiting.filter(older)),
-                queue_lanes=_count(Task.objects.filter(queue_name=queue_name, state__in=ACTIVE_STATES)),
-            )
+            .annotate(over_quota=over_quota, queue_ahead=ahead, queue_lanes=_queue_lanes(queue_name=queue_name))
             .only("pk")
         )
 

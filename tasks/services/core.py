@@ -27,6 +27,7 @@ from tasks.models import (
     TaskEvent,
     TaskState,
 )
+from tasks.selectors import rows_changed
 
 logger = logging.getLogger(__name__)
 
@@ -150,16 +151,8 @@ def transition_held(
         updated = rows.filter(holders).update(state=to, updated_at=now, **fields, **own)
         if not updated:
             return []
-        if updated == len(tasks):
-            done = list(tasks)  # every one was still held: the usual case
-        else:
-            # The rows this update changed: in the target state, stamped with its instant.
-            changed = set(
-                Task.objects.filter(pk__in=[task.pk for task in tasks], state=to, updated_at=now)
-                .order_by()
-                .values_list("pk", flat=True)
-            )
-            done = [task for task in tasks if task.pk in changed]
+        changed = set(rows_changed([task.pk for task in tasks], updated=updated, state=to, updated_at=now))
+        done = [task for task in tasks if task.pk in changed]
         logged: list[tuple[Task, str, TaskState, dict[str, Any]]] = []
         for task in done:
             logged += [(task, *prior) for prior in (prior_events_of(task) if prior_events_of else [])]
