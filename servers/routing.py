@@ -24,9 +24,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from backserv_site.db.compiled import CompiledRead
 from servers.models import Algorithm, LoadBalancer, Server, ServerKind, ServerStatus
 from tasks.dispatch import Destination, dispatch_on_commit
 from tasks.models import UNFINISHED_STATES, WAITING_FOR_SERVER, Task, TaskEvent, TaskState
@@ -71,24 +73,36 @@ def _waiting_route() -> Route:
     return Route(server=None, queue_name="", wait_reason=WAITING_FOR_SERVER)
 
 
+# The routing pass runs after every run a registered worker finishes, beside its next
+# run: its reads are compiled once (see backserv_site.db.compiled), as Django took
+# longer to build them than Postgres to answer, and that time was the next run's.
+_balancer_locked = CompiledRead(lambda: LoadBalancer.objects.select_for_update().filter(pk=1))
+
+
 def load_balancer_locked() -> LoadBalancer:
     """The load balancer's row, locked until the current transaction ends."""
-    balancer = LoadBalancer.objects.select_for_update().filter(pk=1).first()
-    if balancer is None:
+    found = _balancer_locked()
+    if not found:
         LoadBalancer.objects.get_or_create(pk=1)
-        balancer = LoadBalancer.objects.select_for_update().get(pk=1)
-    return balancer
+        found = _balancer_locked()
+    return found[0]
 
 
-def server_loads(server_ids: list[UUID]) -> dict[UUID, int]:
-    rows = (
-        Task.objects.filter(server_id__in=server_ids, state__in=UNFINISHED_STATES)
-        .values("server_id")
-        .annotate(unfinished=Count("pk"))
+def _servers_with_load() -> QuerySet[Server]:
+    """Every server in ring order, each with its load: its unfinished jobs."""
+    unfinished = (
+        Task.objects.filter(server=OuterRef("pk"), state__in=UNFINISHED_STATES)
+        .order_by()
+        .values("server")
+        .annotate(count=Count("*"))
+        .values("count")
     )
-    loads = dict.fromkeys(server_ids, 0)
-    loads.update({row["server_id"]: row["unfinished"] for row in rows})
-    return loads
+    return Server.objects.order_by("name", "pk").annotate(
+        load=Coalesce(Subquery(unfinished, output_field=IntegerField()), 0)
+    )
+
+
+_servers_with_load_read = CompiledRead(_servers_with_load)
 
 
 class Router:
@@ -99,8 +113,8 @@ class Router:
         self._saved_state = json.dumps(balancer.state, sort_keys=True)
         # Offline servers stay in the ring so round-robin's position means the same
         # thing while servers come and go.
-        self.ring = list(Server.objects.order_by("name", "pk"))
-        self.loads = server_loads([server.pk for server in self.ring if server.status != ServerStatus.OFFLINE])
+        self.ring = _servers_with_load_read()
+        self.loads = {server.pk: server.load for server in self.ring}
 
     @classmethod
     def locked(cls) -> Router:
@@ -261,25 +275,44 @@ def _assign(*, task: Task, route: Route) -> bool:
 ROUTING_FIELDS = ("pk", "state", "queue_name", "server_id", "task_type", "group", "capabilities", "priority")
 
 
+def _waiting() -> QuerySet[Task]:
+    return Task.objects.filter(state=TaskState.PENDING, queue_name="")
+
+
+_any_waiting = CompiledRead(lambda: _waiting().order_by().only("pk")[:1])
+# By how many are read: the bound is part of the SQL. Up to a pass's limit.
+_best_waiting_reads: dict[int, CompiledRead[Task]] = {}
+
+
+def _best_waiting(count: int) -> list[Task]:
+    """The `count` best jobs waiting for a server, as the claim would order them."""
+    if count < 1:
+        return []
+    read = _best_waiting_reads.get(count)
+    if read is None:
+        read = _best_waiting_reads[count] = CompiledRead(
+            lambda: _waiting().order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:count]
+        )
+    return read()
+
+
 def tasks_route_waiting(*, limit: int = 500) -> int:
     """Route jobs waiting for a server, best first, as far as servers have free slots.
     Called when a server comes online or leaves maintenance, when a job finishes, and
     by the sweep. Safe to run in several processes: the lock makes them take turns."""
-    waiting = Task.objects.filter(state=TaskState.PENDING, queue_name="")
-    if not waiting.exists():
+    if not _any_waiting():
         return 0
     with transaction.atomic():
         router = Router.locked()
         if not router.ring:
-            ordered = waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:limit]
-            return _route_all([(task, _shared_route()) for task in ordered if not task.capabilities])
+            return _route_all([(task, _shared_route()) for task in _best_waiting(limit) if not task.capabilities])
         # Read after taking the lock: another process may have routed some meanwhile.
         # Only about as many as there are free slots: a finished job frees one slot, and
         # reading hundreds of waiting rows for it cost more than the job's own writes.
         # The margin covers jobs no free server may run (capabilities, groups).
         candidates = min(limit, router.free_slots() * 4)
         chosen: list[tuple[Task, Route]] = []
-        for task in waiting.order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:candidates]:
+        for task in _best_waiting(candidates):
             if not router.has_capacity():
                 break
             route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
