@@ -30,7 +30,7 @@ from generation.pipelines.base import PipelineInputError
 from generation.specs import task_type_spec
 from servers.routing import routing_deferred, routing_pass_taken, tasks_route_waiting
 from tasks import policy, services
-from tasks.models import ACTIVE_STATES, Task, TaskState
+from tasks.models import Task, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +81,17 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     with routing_deferred():
         try:
             while True:
-                batch = _claim_batch(queue_name=hint[1], worker=worker)
+                batch = _take_batch(queue_name=hint[1], worker=worker)
                 if not batch and routing_pass_taken():
                     # No backlog: the slot the last run freed may route this queue its
                     # next job, which this thread then takes without a message.
                     tasks_route_waiting()
-                    batch = _claim_batch(queue_name=hint[1], worker=worker)
+                    batch = _take_batch(queue_name=hint[1], worker=worker)
                 if not batch:
                     return
                 claimed_any = True
                 hinted_claimed = hinted_claimed or any(str(claimed.pk) == str(task_id) for claimed in batch)
-                run_claimed(batch)
+                run_started(batch)
                 if _worker_stopping() or time.monotonic() > spell_ends:
                     return
         finally:
@@ -108,21 +108,19 @@ def _worker_stopping() -> bool:
     return not getattr(threading.current_thread(), "running", True)
 
 
-def _claim_batch(*, queue_name: str, worker: str) -> list[Task]:
-    """The queue's best waiting job and the companions that can share its pipeline call."""
-    return services.task_claim_batch(
+def _take_batch(*, queue_name: str, worker: str) -> list[Task]:
+    """The queue's best waiting job and the companions that can share its pipeline
+    call, claimed and started."""
+    return services.tasks_claim_and_start(
         queue_name=queue_name, worker=worker, size=settings.GENERATION["DYNAMIC_BATCH_SIZE"]
     )
 
 
-def run_claimed(tasks: list[Task]) -> None:
-    """Run claimed jobs of one batch key (or a single job) as one pipeline call and
+def run_started(tasks: list[Task]) -> None:
+    """Run started jobs of one batch key (or a single job) as one pipeline call and
     record each job's own outcome."""
-    with routing_deferred():
-        started = _start(tasks)
-        if started:
-            with _side_thread(started, route_first=routing_pass_taken()):
-                _run_started(started)
+    with routing_deferred(), _side_thread(tasks, route_first=routing_pass_taken()):
+        _run_started(tasks)
 
 
 def _run_started(started: list[Task]) -> None:
@@ -154,17 +152,6 @@ def _run_started(started: list[Task]) -> None:
     for task, result in finished:
         if task not in succeeded:
             outputs_discard(result["outputs"])
-
-
-def _start(tasks: list[Task]) -> list[Task]:
-    """The claimed jobs started; one whose cancel came in since its claim is revoked."""
-    started = services.tasks_start(tasks=tasks)
-    for task in tasks:
-        if task not in started:
-            task.refresh_from_db()
-            if task.state in ACTIVE_STATES and task.cancel_requested:
-                services.task_revoke_running(task=task)
-    return started
 
 
 def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from tasks.services.running import (
     task_succeed,
     task_time_out_running,
     tasks_claim,
+    tasks_claim_and_start,
     tasks_start,
     tasks_succeed,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "task_succeed",
     "task_time_out_running",
     "tasks_claim",
+    "tasks_claim_and_start",
     "tasks_recover_after_restart",
     "tasks_redispatch_stale",
     "tasks_requeue_expired",

@@ -323,3 +323,43 @@ def test_a_batch_of_one_claims_the_best_job_alone(owner: User) -> None:
         first.pk
     ]
     assert Task.objects.get(pk=second.pk).state == TaskState.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_claims_and_starts_a_batch_in_one_transaction(owner: User) -> None:
+    jobs = [_task(owner, priority=5, params_size=64) for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        started = services.tasks_claim_and_start(queue_name=jobs[0].queue_name, worker="w", size=4)
+    assert [task.pk for task in started] == [task.pk for task in jobs]
+    assert [(task.state, task.worker, task.attempts) for task in started] == [(TaskState.STARTED, "w", 1)] * 3
+    rows = Task.objects.filter(pk__in=[task.pk for task in jobs])
+    assert {(row.state, row.worker, row.attempts) for row in rows} == {(TaskState.STARTED, "w", 1)}
+    assert all(row.started_at is not None and row.claimed_at is not None for row in rows)
+    # The log reads as it did with two commits: claimed, then started.
+    for task in jobs:
+        kinds = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("type", flat=True))
+        assert kinds == ["submitted", "claimed", "started"]
+    assert [query["sql"] for query in queries.captured_queries].count("COMMIT") == 1
+    assert not [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_that_fails_leaves_the_claimed_job_waiting(owner: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No job is left claimed and not started, holding a lease nobody renews."""
+    task = _task(owner)
+
+    def broken(**kwargs: object) -> list[Task]:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("tasks.services.running.tasks_start", broken)
+    with pytest.raises(RuntimeError):
+        services.tasks_claim_and_start(queue_name=task.queue_name, worker="w", size=1)
+    row = Task.objects.get(pk=task.pk)
+    assert (row.state, row.worker, row.attempts) == (TaskState.PENDING, "", 0)
+    assert not TaskEvent.objects.filter(task=task, type="claimed").exists()
+
+
+def test_claim_and_start_finds_nothing_in_an_empty_queue(owner: User) -> None:
+    task = _task(owner)
+    assert services.tasks_claim_and_start(queue_name=task.queue_name + "-other", worker="w", size=4) == []
+    assert Task.objects.get(pk=task.pk).state == TaskState.PENDING
