@@ -73,9 +73,9 @@ def _waiting_route() -> Route:
     return Route(server=None, queue_name="", wait_reason=WAITING_FOR_SERVER)
 
 
-# The routing pass runs after every run a registered worker finishes, beside its next
-# run: its reads are compiled once (see backserv_site.db.compiled), as Django took
-# longer to build them than Postgres to answer, and that time was the next run's.
+# The routing pass runs after every run a registered worker finishes, before its next
+# one: its reads are compiled once (see backserv_site.db.compiled), as Django took
+# longer to build them than Postgres to answer, and the GPU waited for that time.
 _balancer_locked = CompiledRead(lambda: LoadBalancer.objects.select_for_update().filter(pk=1))
 
 
@@ -384,7 +384,7 @@ def routing_deferred() -> Iterator[None]:
 
 def routing_pass_taken() -> bool:
     """Whether a pass was asked for inside the open routing_deferred blocks; it is then
-    the caller's to run (a worker runs it beside its next job, see generation.runner),
+    the caller's to run (a worker runs it before its next claim, see generation.runner),
     and the blocks' end does not."""
     due = getattr(_deferred, "due", False)
     _deferred.due = False

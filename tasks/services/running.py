@@ -78,14 +78,20 @@ class _Claim:
         return task
 
 
-def task_claim_next(*, queue_name: str, worker: str, candidates: int = 8, now: datetime | None = None) -> Task | None:
+# How many of a queue's best waiting jobs a claim reads and tries in turn.
+CLAIM_CANDIDATES = 8
+
+
+def task_claim_next(
+    *, queue_name: str, worker: str, candidates: int = CLAIM_CANDIDATES, now: datetime | None = None
+) -> Task | None:
     """Claim the best waiting job of a queue: highest priority, then oldest."""
     claimed = task_claim_batch(queue_name=queue_name, worker=worker, size=1, candidates=candidates, now=now)
     return claimed[0] if claimed else None
 
 
 def task_claim_batch(
-    *, queue_name: str, worker: str, size: int, candidates: int = 8, now: datetime | None = None
+    *, queue_name: str, worker: str, size: int, candidates: int = CLAIM_CANDIDATES, now: datetime | None = None
 ) -> list[Task]:
     """Claim the best waiting job of a queue and up to `size` - 1 companions that can
     share its pipeline call (see task_claim_companions); [] when none is claimable.
@@ -97,6 +103,13 @@ def task_claim_batch(
     short): a burst's batch, or a job arriving at an idle worker, costs no second read."""
     now = now or timezone.now()
     seen = _best_claimable(queue_name=queue_name, now=now, count=candidates)
+    return _claim_batch_of(seen, queue_name=queue_name, worker=worker, size=size, candidates=candidates, now=now)
+
+
+def _claim_batch_of(
+    seen: list[Task], *, queue_name: str, worker: str, size: int, candidates: int, now: datetime
+) -> list[Task]:
+    """task_claim_batch's claims, from its read of the best `candidates` jobs."""
     position = next(
         (index for index, task in enumerate(seen) if task_claim(task_id=task.pk, worker=worker, seen=task)), None
     )
@@ -228,8 +241,15 @@ def tasks_claim_and_start(*, queue_name: str, worker: str, size: int) -> list[Ta
     CLAIMED events logged as ever, but nobody sees them wait there. Every job claimed
     starts: the claim's UPDATE holds its row until the commit, so no cancel comes in
     between."""
+    now = timezone.now()
+    seen = _best_claimable(queue_name=queue_name, now=now, count=CLAIM_CANDIDATES)
+    if not seen:
+        # No transaction for an empty queue: on SQLite it would lock the database.
+        return []
     with transaction.atomic():
-        claimed = task_claim_batch(queue_name=queue_name, worker=worker, size=size)
+        claimed = _claim_batch_of(
+            seen, queue_name=queue_name, worker=worker, size=size, candidates=CLAIM_CANDIDATES, now=now
+        )
         return tasks_start(tasks=claimed) if claimed else []
 
 

@@ -25,9 +25,13 @@ from tasks.models import Task, TaskState
 # records the token's use, and reads the type's recent run times for the ETA (kept for
 # a while per process).
 SUBMIT_BUDGET = 10
-# Claim, start and finish: a transaction each (UPDATE, read back, event INSERT), plus
-# the reads that pick the job and its batch companions.
-WORKER_FIXED_BUDGET = 22
+# The message's look at its job; the read that picks the job (and its batch
+# companions); claim and start in one transaction (BEGIN, an UPDATE and an event INSERT
+# each, COMMIT); the success in another (BEGIN, UPDATE, INSERT, COMMIT); whether a job
+# waits for a server; the next claim's read, which finds the queue empty and opens no
+# transaction. 15 for a run of one step, whose only step costs a cancel check: the
+# per-step budget's progress write goes with the success.
+WORKER_FIXED_BUDGET = 12
 # The cancel check's read, and when progress is due (every step here) a transaction
 # with an UPDATE and an event INSERT.
 WORKER_PER_STEP_BUDGET = 5
