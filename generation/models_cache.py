@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -137,10 +138,32 @@ class PipelineCache:
                 extra={"task_type": spec.name, "device": device, "load_s": round(seconds, 3)},
             )
             self._entries[key] = entry
+            evicted_any = False
             while len(self._entries) > self.capacity:
-                evicted, _ = self._entries.popitem(last=False)
+                # Not bound to a name: the evicted model must be unreachable when the
+                # heap is settled below.
+                evicted = self._entries.popitem(last=False)[0]
+                evicted_any = True
                 logger.info("unloaded %s from %s", *evicted)
+            settle_heap(released=evicted_any)
             return entry
+
+
+def settle_heap(*, released: bool = False) -> None:
+    """Exempt what is in memory now (torch, the libraries, the models just loaded) from
+    the garbage collector's full passes, which otherwise walk all of it.
+
+    A worker holds millions of long-lived objects once its models are loaded, and a full
+    collection then took 300 ms, holding the GIL: a job's pipeline, or its claim, stood
+    still meanwhile (one round in five of bench/overhead.py --burst). Frozen objects are
+    still freed by reference counting; `released` (a model was evicted) first returns
+    them to the collector, so that a dropped model's reference cycles are collected too,
+    before the rest is frozen again. Called after each model load: a rare event that
+    already takes seconds."""
+    if released:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 _cache: PipelineCache | None = None

@@ -29,6 +29,10 @@ GENERATION = {
     "MODELS_DIR": TEST_MODELS_DIR,
     "MODELS": {key: str(TEST_MODELS_DIR / folder) for key, folder in DEMO_MODEL_FOLDERS.items()},
     "OUTPUT_UPLOAD_RETRY_SECONDS": 0.01,
+    # Every demo model stays loaded through a run: a load settles the heap (a full
+    # collection, see generation.models_cache), 0.4 s in a process with torch loaded,
+    # and with two the suite loaded models 53 times.
+    "PIPELINE_CACHE_SIZE": 8,
 }
 BACKSERV = {
     **BACKSERV,
