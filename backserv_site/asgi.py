@@ -10,6 +10,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backserv_site.settings")
 django_application = get_asgi_application()
 
-from tasks.streams import streams_router  # noqa: E402  (needs Django set up first)
+from backserv_site.heap import settle_after_startup  # noqa: E402  (needs Django set up first)
+from tasks.streams import streams_router  # noqa: E402
 
 application = streams_router(django_application)
+settle_after_startup()

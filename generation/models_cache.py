@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from backserv_site.heap import settle_heap
 from generation.specs import TaskTypeSpec
 from tasks import metrics
 
@@ -145,25 +145,10 @@ class PipelineCache:
                 evicted = self._entries.popitem(last=False)[0]
                 evicted_any = True
                 logger.info("unloaded %s from %s", *evicted)
+            # What the load left in memory is frozen: a worker's full garbage collections
+            # otherwise walked it all, 300 ms with the GIL held (backserv_site.heap).
             settle_heap(released=evicted_any)
             return entry
-
-
-def settle_heap(*, released: bool = False) -> None:
-    """Exempt what is in memory now (torch, the libraries, the models just loaded) from
-    the garbage collector's full passes, which otherwise walk all of it.
-
-    A worker holds millions of long-lived objects once its models are loaded, and a full
-    collection then took 300 ms, holding the GIL: a job's pipeline, or its claim, stood
-    still meanwhile (one round in five of bench/overhead.py --burst). Frozen objects are
-    still freed by reference counting; `released` (a model was evicted) first returns
-    them to the collector, so that a dropped model's reference cycles are collected too,
-    before the rest is frozen again. Called after each model load: a rare event that
-    already takes seconds."""
-    if released:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 _cache: PipelineCache | None = None
