@@ -14,7 +14,12 @@ baseline and Back.Serv take turns in short slices (this machine's speed drifts o
 seconds); the ratio of throughputs is printed per round, then min / median / max.
 Targets: submit >= 0.7, status >= 0.7.
 
-    python bench/api.py [--seconds 5] [--clients 32] [--rounds 3] [--slices 4]
+    python bench/api.py [--seconds 5] [--clients 32] [--rounds 3] [--slices 4] [--users 1]
+
+By default every client uses one user's token, as one backend firing 32 requests at
+once would: that user's queue and unfinished jobs then grow by thousands, and the
+submit's quota check and queue position count them. `--users 32` gives each client a
+user (and token) of its own, as 32 people would be.
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import Fleet, setup_django, spread
 
 TARGET = 0.7
-Send = Callable[[httpx2.AsyncClient], Any]
+AUTH = "Authorization"
+# A request: the client, and the headers (the token) of the simulated client sending it.
+Send = Callable[[httpx2.AsyncClient, dict[str, str]], Any]
 SUBMIT_BODY = {"task_type": "image_creation", "params": {"prompt": "a red fox", "width": 64, "height": 64}}
 
 
 def load_alternating(
-    fleet: Fleet, sends: tuple[Send, Send], *, clients: int, seconds: float, slices: int
+    fleet: Fleet, sends: tuple[Send, Send], *, clients: int, seconds: float, slices: int, tokens: list[str]
 ) -> list[tuple[float, float, float]]:
     """Requests/s, p50 ms, p99 ms of each of the two sends, `seconds` each, measured in
     `slices` alternating slices: this machine's speed drifts over seconds, and both
@@ -49,7 +56,9 @@ def load_alternating(
     elapsed = [0.0, 0.0]
     for _ in range(slices):
         for side, send in enumerate(sends):
-            elapsed[side] += asyncio.run(load(fleet, send, latencies[side], clients=clients, seconds=seconds / slices))
+            elapsed[side] += asyncio.run(
+                load(fleet, send, latencies[side], clients=clients, seconds=seconds / slices, tokens=tokens)
+            )
     figures = []
     for side_latencies, side_elapsed in zip(latencies, elapsed, strict=True):
         side_latencies.sort()
@@ -58,29 +67,54 @@ def load_alternating(
     return figures
 
 
-async def load(fleet: Fleet, send: Send, latencies: list[float], *, clients: int, seconds: float) -> float:
+async def load(
+    fleet: Fleet, send: Send, latencies: list[float], *, clients: int, seconds: float, tokens: list[str]
+) -> float:
     """Keeps `clients` requests in flight for `seconds`, adding each one's latency (ms)
-    to `latencies`; returns the seconds it took."""
+    to `latencies`; returns the seconds it took. Client i sends with tokens[i % len]."""
     failures: list[int] = []
     limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"Authorization": fleet.session.headers["Authorization"]}
-    async with httpx2.AsyncClient(base_url=fleet.base_url, headers=headers, limits=limits, timeout=30) as client:
+    async with httpx2.AsyncClient(base_url=fleet.base_url, limits=limits, timeout=30) as client:
         deadline = time.perf_counter() + seconds
 
-        async def one_client() -> None:
+        async def one_client(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await send(client)
+                response = await send(client, headers)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code >= 300:
                     failures.append(response.status_code)
 
         started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(clients)))
+        await asyncio.gather(*(one_client(tokens[index % len(tokens)]) for index in range(clients)))
         elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
     return elapsed
+
+
+def own_job(fleet: Fleet, token: str) -> str:
+    """A job submitted with `token`, for its user's status reads."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = fleet.session.post(f"{fleet.base_url}/api/v1/tasks", json=SUBMIT_BODY, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.json()["task_id"]
+
+
+def user_tokens(fleet: Fleet, users: int) -> list[str]:
+    """One token per user: the fleet's own for one, else a user each, their jobs from
+    earlier runs deleted."""
+    if users <= 1:
+        return [fleet.session.headers["Authorization"].removeprefix("Bearer ")]
+    from accounts.services import api_token_create, user_ensure
+    from tasks.models import Task
+
+    Task.objects.filter(owner__username__startswith="bench-api-user-").delete()
+    return [
+        api_token_create(user=user_ensure(username=f"bench-api-user-{index}"), name="bench").secret
+        for index in range(users)
+    ]
 
 
 def main() -> None:
@@ -89,23 +123,26 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slices", type=int, default=4, help="alternating slices per measurement")
+    parser.add_argument("--users", type=int, default=1, help="users the clients are spread over, a token each")
     options = parser.parse_args()
     setup_django()
     with Fleet(with_worker=False, api_workers=2, settings_module="baseline.settings") as fleet:
-        task_id = fleet.submit()["task_id"]
+        tokens = user_tokens(fleet, options.users)
+        # Each user reads a job of its own (another's is not found).
+        job_of = {f"Bearer {token}": own_job(fleet, token) for token in tokens}
         cases = {
             "submit": (
-                lambda client: client.post("/bench/insert", json=SUBMIT_BODY),
-                lambda client: client.post("/api/v1/tasks", json=SUBMIT_BODY),
+                lambda client, headers: client.post("/bench/insert", json=SUBMIT_BODY, headers=headers),
+                lambda client, headers: client.post("/api/v1/tasks", json=SUBMIT_BODY, headers=headers),
             ),
             "status": (
-                lambda client: client.get(f"/bench/constant/{task_id}"),
-                lambda client: client.get(f"/api/v1/tasks/{task_id}"),
+                lambda client, headers: client.get(f"/bench/constant/{job_of[headers[AUTH]]}", headers=headers),
+                lambda client, headers: client.get(f"/api/v1/tasks/{job_of[headers[AUTH]]}", headers=headers),
             ),
         }
         print(
-            f"{options.clients} clients, {options.seconds:.0f} s per measurement in {options.slices} slices "
-            "alternating with the baseline's, uvicorn with 2 workers"
+            f"{options.clients} clients of {options.users} user(s), {options.seconds:.0f} s per measurement in "
+            f"{options.slices} slices alternating with the baseline's, uvicorn with 2 workers"
         )
         columns = ("bare req/s", "p50/p99 ms", "ours req/s", "p50/p99 ms")
         print(f"{'case':8} {'round':>5} " + " ".join(f"{column:>13}" for column in columns) + f" {'ratio':>6}")
@@ -119,6 +156,7 @@ def main() -> None:
                     clients=options.clients,
                     seconds=options.seconds,
                     slices=options.slices,
+                    tokens=tokens,
                 )
                 ratios.append(ours[0] / bare[0])
                 print(
