@@ -138,16 +138,15 @@ class PipelineCache:
                 extra={"task_type": spec.name, "device": device, "load_s": round(seconds, 3)},
             )
             self._entries[key] = entry
-            evicted_any = False
+            evicting = len(self._entries) > self.capacity
             while len(self._entries) > self.capacity:
                 # Not bound to a name: the evicted model must be unreachable when the
                 # heap is settled below.
                 evicted = self._entries.popitem(last=False)[0]
-                evicted_any = True
                 logger.info("unloaded %s from %s", *evicted)
             # What the load left in memory is frozen: a worker's full garbage collections
             # otherwise walked it all, 300 ms with the GIL held (backserv_site.heap).
-            settle_heap(released=evicted_any)
+            settle_heap(released=evicting)
             return entry
 
 

@@ -28,7 +28,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from backserv_site.db.compiled import CompiledRead
+from backserv_site.db.compiled import CompiledRead, CompiledReads
 from servers.models import Algorithm, LoadBalancer, Server, ServerKind, ServerStatus
 from tasks.dispatch import Destination, dispatch_on_commit
 from tasks.models import UNFINISHED_STATES, WAITING_FOR_SERVER, Task, TaskEvent, TaskState
@@ -281,19 +281,14 @@ def _waiting() -> QuerySet[Task]:
 
 _any_waiting = CompiledRead(lambda: _waiting().order_by().only("pk")[:1])
 # By how many are read: the bound is part of the SQL. Up to a pass's limit.
-_best_waiting_reads: dict[int, CompiledRead[Task]] = {}
+_best_waiting_reads = CompiledReads(
+    lambda count: _waiting().order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:count]
+)
 
 
 def _best_waiting(count: int) -> list[Task]:
     """The `count` best jobs waiting for a server, as the claim would order them."""
-    if count < 1:
-        return []
-    read = _best_waiting_reads.get(count)
-    if read is None:
-        read = _best_waiting_reads[count] = CompiledRead(
-            lambda: _waiting().order_by("-priority", "submitted_at").only(*ROUTING_FIELDS)[:count]
-        )
-    return read()
+    return _best_waiting_reads(count) if count >= 1 else []
 
 
 def tasks_route_waiting(*, limit: int = 500) -> int:

@@ -29,7 +29,7 @@ from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from accounts.models import User
-from backserv_site.db.compiled import CompiledRead, Slot
+from backserv_site.db.compiled import CompiledRead, CompiledReads, Slot
 from tasks.models import ACTIVE_STATES, UNFINISHED_STATES, Task, TaskEvent, TaskState
 
 # How many recent runs of a task type the ETA is drawn from, and how far back.
@@ -143,10 +143,8 @@ def submit_figures(*, task: Task, quota: int) -> SubmitFigures:
     job back. Bounded by the quota: it asks whether a job beyond the quota exists, not
     how many there are. Compiled once per quota (see backserv_site.db.compiled):
     building and compiling its four subqueries took twice as long as running them."""
-    read = _submit_figures_reads.get(quota)
-    if read is None:
-        read = _submit_figures_reads[quota] = _submit_figures_read(quota)
-    (figures,) = read(
+    (figures,) = _submit_figures_reads(
+        quota,
         owner_id=task.owner_id,
         queue_name=task.queue_name,
         priority=task.priority,
@@ -157,29 +155,26 @@ def submit_figures(*, task: Task, quota: int) -> SubmitFigures:
     )
 
 
-def _submit_figures_read(quota: int) -> CompiledRead[User]:
-    def build() -> QuerySet[User]:
-        owner_id = Slot("owner_id", User._meta.pk)
-        queue_name = Slot("queue_name", Task._meta.get_field("queue_name"))
-        ahead = _queue_ahead(
-            queue_name=queue_name,
-            priority=Slot("priority", Task._meta.get_field("priority")),
-            submitted_at=Slot("submitted_at", Task._meta.get_field("submitted_at")),
-        )
-        unfinished = Task.objects.filter(owner_id=owner_id, state__in=UNFINISHED_STATES).order_by()
-        over_quota = Exists(unfinished[quota : quota + 1]) if quota else Value(False, output_field=BooleanField())
-        return (
-            User.objects.filter(pk=owner_id)
-            .annotate(over_quota=over_quota, queue_ahead=ahead, queue_lanes=_queue_lanes(queue_name=queue_name))
-            .only("pk")
-        )
-
-    return CompiledRead(build)
+def _submit_figures(quota: int) -> QuerySet[User]:
+    owner_id = Slot("owner_id", User._meta.pk)
+    queue_name = Slot("queue_name", Task._meta.get_field("queue_name"))
+    ahead = _queue_ahead(
+        queue_name=queue_name,
+        priority=Slot("priority", Task._meta.get_field("priority")),
+        submitted_at=Slot("submitted_at", Task._meta.get_field("submitted_at")),
+    )
+    unfinished = Task.objects.filter(owner_id=owner_id, state__in=UNFINISHED_STATES).order_by()
+    over_quota = Exists(unfinished[quota : quota + 1]) if quota else Value(False, output_field=BooleanField())
+    return (
+        User.objects.filter(pk=owner_id)
+        .annotate(over_quota=over_quota, queue_ahead=ahead, queue_lanes=_queue_lanes(queue_name=queue_name))
+        .only("pk")
+    )
 
 
 # By quota: its bound is part of the SQL. Few quotas are in use (the default, and the
 # limits operators give some users).
-_submit_figures_reads: dict[int, CompiledRead[User]] = {}
+_submit_figures_reads = CompiledReads(_submit_figures)
 
 
 def _ahead_of(*, priority: Any, submitted_at: Any) -> tuple[Q, Q]:

@@ -66,3 +66,22 @@ class CompiledRead(Generic[ModelT]):
             for param in params
         ]
         return list(model._default_manager.raw(sql, bound))
+
+
+class CompiledReads(Generic[ModelT]):
+    """A CompiledRead per value of something that is part of the SQL itself, not a slot
+    (a LIMIT, a quota's bound): `build(key)` returns the queryset for that value. Few
+    values are in use (four times the free slots, the quotas operators give), each
+    compiled once.
+    Call with the key and the slots' values."""
+
+    def __init__(self, build: Callable[[int], QuerySet[ModelT]]):
+        self._build = build
+        self._reads: dict[int, CompiledRead[ModelT]] = {}
+
+    def __call__(self, key: int, **values: Any) -> list[ModelT]:
+        read = self._reads.get(key)
+        if read is None:
+            # Two threads building at once both store an equal read.
+            read = self._reads[key] = CompiledRead(lambda: self._build(key))
+        return read(**values)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from backserv_site.db.compiled import CompiledRead, Slot
+from backserv_site.db.compiled import CompiledReads, Slot
 from tasks import policy
 from tasks.events import EventAudience
 from tasks.models import (
@@ -179,22 +179,22 @@ def _claimable(*, queue_name: Any, now: Any) -> QuerySet[Task]:
     )
 
 
-# By how many are read: the bound is part of the SQL.
-_best_claimable_reads: dict[int, CompiledRead[Task]] = {}
+def _best_claimable_query(count: int) -> QuerySet[Task]:
+    slots = {
+        "queue_name": Slot("queue_name", Task._meta.get_field("queue_name")),
+        "now": Slot("now", Task._meta.get_field("run_after")),
+    }
+    return _claimable(**slots)[:count]
+
+
+# Every run starts with this read, so its SQL is compiled once per count (see
+# backserv_site.db.compiled): building it took Django longer than Postgres took to answer.
+_best_claimable_reads = CompiledReads(_best_claimable_query)
 
 
 def _best_claimable(*, queue_name: str, now: datetime, count: int) -> list[Task]:
-    """The `count` best claimable jobs of a queue. Every run starts with this read, so
-    its SQL is compiled once (see backserv_site.db.compiled): building it took Django
-    longer than Postgres took to answer."""
-    read = _best_claimable_reads.get(count)
-    if read is None:
-        slots = {
-            "queue_name": Slot("queue_name", Task._meta.get_field("queue_name")),
-            "now": Slot("now", Task._meta.get_field("run_after")),
-        }
-        read = _best_claimable_reads[count] = CompiledRead(lambda: _claimable(**slots)[:count])
-    return read(queue_name=queue_name, now=now)
+    """The `count` best claimable jobs of a queue."""
+    return _best_claimable_reads(count, queue_name=queue_name, now=now)
 
 
 def task_start(*, task: Task) -> bool:

@@ -10,7 +10,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from backserv_site.db.compiled import CompiledRead, Slot
+from backserv_site.db.compiled import CompiledRead, CompiledReads, Slot
 from tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +63,19 @@ def test_a_later_call_runs_one_query_and_compiles_none(owner: User, monkeypatch:
 
     assert found.pk == task.pk
     assert len(queries) == 1
+
+
+def test_reads_keyed_by_a_bound_build_once_per_bound(owner: User) -> None:
+    for priority in range(5):
+        _task(owner, priority=priority)
+    built: list[int] = []
+
+    def build(limit: int) -> object:
+        built.append(limit)
+        return Task.objects.filter(owner_id=Slot("owner_id", User._meta.pk)).order_by("-priority")[:limit]
+
+    reads = CompiledReads(build)
+    assert [task.priority for task in reads(2, owner_id=owner.pk)] == [4, 3]
+    assert [task.priority for task in reads(3, owner_id=owner.pk)] == [4, 3, 2]
+    assert [task.priority for task in reads(2, owner_id=owner.pk)] == [4, 3]
+    assert built == [2, 3]

@@ -19,9 +19,9 @@ from tasks import services
 from tasks.models import Task, TaskState
 
 # Counted on SQLite, where a transaction's BEGIN and COMMIT are statements too. A
-# submit: the token; then BEGIN, the owner's quota under its lock, whether any server
-# is registered, the quota count with the answer's queue position, the job's and its
-# event's INSERTs, COMMIT. The answer reads nothing back. The first request also
+# submit: the token; then BEGIN, whether any server is registered, the job's and its
+# event's INSERTs, the owner's lock, one query that checks the quota and counts the
+# answer's queue position and lanes, COMMIT. The answer reads nothing back. The first request also
 # records the token's use, and reads the type's recent run times for the ETA (kept for
 # a while per process).
 SUBMIT_BUDGET = 10
