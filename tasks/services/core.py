@@ -133,43 +133,89 @@ def transition_held(
     with one INSERT of all their events. Each row must still be held by the claim in
     the worker's copy; those that are not (cancelled, reaped meanwhile) are left alone
     and not returned. `holder_of` says what "held" means for a job when it is not
-    that claim (a claim of read jobs: still at the attempt count read).
+    that claim (a claim of read jobs: still at the attempt count read)."""
+    with transaction.atomic(savepoint=False):
+        now = timezone.now()
+        done = held_changed(
+            tasks=tasks, to=to, match=match, fields_of=fields_of, holder_of=holder_of, now=now, **fields
+        )
+        held_events_recorded(
+            [(task, [*(prior_events_of(task) if prior_events_of else []), (event, to, data_of(task))]) for task in done]
+        )
+    held_transitions_logged(
+        [(task, [(event, to, data_of(task))]) for task in done], fields=fields, fields_of=fields_of, now=now
+    )
+    return done
+
+
+def held_changed(
+    *,
+    tasks: list[Task],
+    to: TaskState,
+    now: datetime,
+    via: TaskState | None = None,
+    match: Q | None = None,
+    fields_of: Callable[[Task], dict[str, Any]] | None = None,
+    holder_of: Callable[[Task], Q] | None = None,
+    **fields: Any,
+) -> list[Task]:
+    """The UPDATE of transition_held, without its events (held_events_recorded writes
+    them): the jobs it changed. `via`: the change passes through that state in the
+    same statement (a claim and its start), so it starts from that state's sources.
 
     One UPDATE for all, each job's own values (`fields_of`, e.g. its result) set by a
     CASE on its id; the rows it changed are read back only when it changed fewer than
     it was given."""
+    if via is not None and via not in TRANSITIONS[to]:
+        raise ValueError(f"{via} -> {to} is not a transition of the state machine")
     held_by = holder_of or (lambda task: claim_holder(worker=task.worker, attempt=task.attempts))
-    with transaction.atomic(savepoint=False):
-        now = timezone.now()
-        rows = Task.objects.filter(state__in=TRANSITIONS[to])
-        if match is not None:
-            rows = rows.filter(match)
-        holders = Q()
-        for task in tasks:
-            holders |= Q(pk=task.pk) & held_by(task)
-        own = _own_values(tasks, fields_of) if fields_of is not None else {}
-        updated = rows.filter(holders).update(state=to, updated_at=now, **fields, **own)
-        if not updated:
-            return []
-        changed = set(rows_changed([task.pk for task in tasks], updated=updated, state=to, updated_at=now))
-        done = [task for task in tasks if task.pk in changed]
-        logged: list[tuple[Task, str, TaskState, dict[str, Any]]] = []
-        for task in done:
-            logged += [(task, *prior) for prior in (prior_events_of(task) if prior_events_of else [])]
-            logged.append((task, event, to, data_of(task)))
-        record_events(
-            [
-                (task.pk, kind, state, data, EventAudience(task.owner_id, task.webhook, task.webhook_events))
-                for task, kind, state, data in logged
-            ]
-        )
-        if done and to in TERMINAL_STATES:
-            route_waiting_on_commit()
-    for task in done:
-        changed_fields = {**fields, **(fields_of(task) if fields_of else {})}
-        row = _row_after(task_id=task.pk, held=task, fields=changed_fields)
-        _record_transition(task_id=task.pk, to=to, event=event, data=data_of(task), row=row, now=now)
-    return done
+    rows = Task.objects.filter(state__in=TRANSITIONS[via if via is not None else to])
+    if match is not None:
+        rows = rows.filter(match)
+    holders = Q()
+    for task in tasks:
+        holders |= Q(pk=task.pk) & held_by(task)
+    own = _own_values(tasks, fields_of) if fields_of is not None else {}
+    updated = rows.filter(holders).update(state=to, updated_at=now, **fields, **own)
+    if not updated:
+        return []
+    changed = set(rows_changed([task.pk for task in tasks], updated=updated, state=to, updated_at=now))
+    return [task for task in tasks if task.pk in changed]
+
+
+# Jobs held_changed changed, each with events of its change, in order: (type, state, data).
+HeldEvents = list[tuple[Task, list[PriorEvent]]]
+
+
+def held_events_recorded(changes: HeldEvents) -> None:
+    """The events of changes held_changed made, in one INSERT; a change that ends a
+    job (its last event's state) frees its server's slot for a waiting job."""
+    if not changes:
+        return
+    record_events(
+        [
+            (task.pk, kind, state, data, EventAudience(task.owner_id, task.webhook, task.webhook_events))
+            for task, events in changes
+            for kind, state, data in events
+        ]
+    )
+    if any(events and events[-1][1] in TERMINAL_STATES for _, events in changes):
+        route_waiting_on_commit()
+
+
+def held_transitions_logged(
+    changes: HeldEvents,
+    *,
+    fields: dict[str, Any],
+    now: datetime,
+    fields_of: Callable[[Task], dict[str, Any]] | None = None,
+) -> None:
+    """A log line and the metrics of each state change named (a change passing through
+    a state names that one too). `fields` (and `fields_of`): what the UPDATE set."""
+    for task, transitions in changes:
+        row = _row_after(task_id=task.pk, held=task, fields={**fields, **(fields_of(task) if fields_of else {})})
+        for kind, state, data in transitions:
+            _record_transition(task_id=task.pk, to=state, event=kind, data=data, row=row, now=now)
 
 
 def _own_values(tasks: list[Task], fields_of: Callable[[Task], dict[str, Any]]) -> dict[str, Any]:

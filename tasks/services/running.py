@@ -4,6 +4,7 @@ report progress, and finish: succeed, fail (retrying when it may), time out, rev
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,9 @@ from tasks.services.core import (
     EventType,
     PriorEvent,
     claim_holder,
+    held_changed,
+    held_events_recorded,
+    held_transitions_logged,
     lease_deadline,
     record_event,
     retry_later,
@@ -78,6 +82,46 @@ class _Claim:
         return task
 
 
+class _Take(_Claim):
+    """A claim and the start of the run, in one UPDATE (see tasks_claim_and_start)."""
+
+    def __init__(self, worker: str):
+        super().__init__(worker)
+        self.fields["started_at"] = self.now
+
+    def applied(self, task: Task) -> Task:
+        super().applied(task)
+        task.state, task.started_at = TaskState.STARTED, self.now
+        return task
+
+    def events(self, task: Task, batch_size: int) -> list[PriorEvent]:
+        """A taken job's two events, as a claim and then a start would log them."""
+        started: dict[str, Any] = {"worker": task.worker, "attempt": task.attempts}
+        if batch_size > 1:
+            started["batch_size"] = batch_size
+        return [
+            (EventType.CLAIMED, TaskState.RECEIVED, {"worker": self.worker}),
+            (EventType.STARTED, TaskState.STARTED, started),
+        ]
+
+    def taken(self, tasks: list[Task], *, queue_name: str) -> list[Task]:
+        """Claim and start read PENDING jobs still routed to `queue_name` and at the
+        attempt count read, in one UPDATE, without their events; returns those taken,
+        brought up to date as tasks_claim does."""
+        held = [self.applied(copy.copy(task)) for task in tasks]
+        done = held_changed(
+            tasks=held,
+            to=TaskState.STARTED,
+            via=TaskState.RECEIVED,
+            now=self.now,
+            match=Q(queue_name=queue_name),
+            holder_of=lambda task: Q(attempts=task.attempts - 1),
+            **self.fields,
+        )
+        ids = {task.pk for task in done}
+        return [self.applied(task) for task in tasks if task.pk in ids]
+
+
 # How many of a queue's best waiting jobs a claim reads and tries in turn.
 CLAIM_CANDIDATES = 8
 
@@ -103,16 +147,17 @@ def task_claim_batch(
     short): a burst's batch, or a job arriving at an idle worker, costs no second read."""
     now = now or timezone.now()
     seen = _best_claimable(queue_name=queue_name, now=now, count=candidates)
-    return _claim_batch_of(seen, queue_name=queue_name, worker=worker, size=size, candidates=candidates, now=now)
+    return _claim_batch_of(seen, size=size, candidates=candidates, now=now, claim=_claims_of(worker, queue_name))
 
 
-def _claim_batch_of(
-    seen: list[Task], *, queue_name: str, worker: str, size: int, candidates: int, now: datetime
-) -> list[Task]:
-    """task_claim_batch's claims, from its read of the best `candidates` jobs."""
-    position = next(
-        (index for index, task in enumerate(seen) if task_claim(task_id=task.pk, worker=worker, seen=task)), None
-    )
+# Claims jobs read as PENDING, best first; returns those it claimed.
+ClaimSome = Callable[[list[Task]], list[Task]]
+
+
+def _claim_batch_of(seen: list[Task], *, size: int, candidates: int, now: datetime, claim: ClaimSome) -> list[Task]:
+    """task_claim_batch's claims, from its read of the best `candidates` jobs, each made
+    by `claim`: the leader alone (the first of the read it takes), then its companions."""
+    position = next((index for index, task in enumerate(seen) if claim([task])), None)
     if position is None:
         return []
     leader = seen[position]
@@ -120,8 +165,8 @@ def _claim_batch_of(
         return [leader]
     later = [task for task in seen[position + 1 :] if task.batch_key == leader.batch_key]
     if len(later) < size - 1 and len(seen) == candidates:
-        return [leader, *task_claim_companions(leader=leader, worker=worker, limit=size - 1, now=now)]
-    return [leader, *_claim_some(later, worker=worker, queue_name=queue_name, limit=size - 1)]
+        later = _companions_waiting(leader=leader, limit=size - 1, now=now)
+    return [leader, *_claim_some(later, claim=claim, limit=size - 1)]
 
 
 def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetime | None = None) -> list[Task]:
@@ -130,21 +175,38 @@ def task_claim_companions(*, leader: Task, worker: str, limit: int, now: datetim
     may pass jobs ahead of them in the queue: they take no time of their own."""
     if limit < 1 or not leader.batch_key:
         return []
-    waiting = _claimable(queue_name=leader.queue_name, now=now or timezone.now()).filter(batch_key=leader.batch_key)
-    return _claim_some(
-        list(waiting.exclude(pk=leader.pk)[: limit * 2]), worker=worker, queue_name=leader.queue_name, limit=limit
-    )
+    waiting = _companions_waiting(leader=leader, limit=limit, now=now or timezone.now())
+    return _claim_some(waiting, claim=_claims_of(worker, leader.queue_name), limit=limit)
 
 
-def _claim_some(tasks: list[Task], *, worker: str, queue_name: str, limit: int) -> list[Task]:
-    """Claim read jobs, best first, up to `limit`, a few at a time in one transaction
-    each (see tasks_claim); those taken meanwhile are skipped."""
+def _companions_waiting(*, leader: Task, limit: int, now: datetime) -> list[Task]:
+    """The best waiting jobs that could join the leader's pipeline call, twice as many
+    as wanted: others may take some first."""
+    waiting = _claimable(queue_name=leader.queue_name, now=now).filter(batch_key=leader.batch_key)
+    return list(waiting.exclude(pk=leader.pk)[: limit * 2])
+
+
+def _claim_some(tasks: list[Task], *, claim: ClaimSome, limit: int) -> list[Task]:
+    """Claim read jobs, best first, up to `limit`, a few at a time in one statement
+    each; those taken meanwhile are skipped."""
     claimed: list[Task] = []
     while tasks and len(claimed) < limit:
         wanted = limit - len(claimed)
-        claimed += tasks_claim(tasks=tasks[:wanted], worker=worker, queue_name=queue_name)
+        claimed += claim(tasks[:wanted])
         tasks = tasks[wanted:]
     return claimed
+
+
+def _claims_of(worker: str, queue_name: str) -> ClaimSome:
+    """Claims to RECEIVED, each with its own transaction (tasks_claim); one job alone
+    as task_claim claims it."""
+
+    def claim(tasks: list[Task]) -> list[Task]:
+        if len(tasks) == 1:
+            return tasks if task_claim(task_id=tasks[0].pk, worker=worker, seen=tasks[0]) else []
+        return tasks_claim(tasks=tasks, worker=worker, queue_name=queue_name)
+
+    return claim
 
 
 def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task]:
@@ -237,20 +299,28 @@ def tasks_start(*, tasks: list[Task]) -> list[Task]:
 def tasks_claim_and_start(*, queue_name: str, worker: str, size: int) -> list[Task]:
     """Claim the best waiting job of a queue with its batch companions (see
     task_claim_batch) and start them, in one transaction: a worker that runs what it
-    claims at once saves the claim's commit. The jobs pass through RECEIVED, their
-    CLAIMED events logged as ever, but nobody sees them wait there. Every job claimed
-    starts: the claim's UPDATE holds its row until the commit, so no cancel comes in
-    between."""
+    claims at once has no use for a claim of its own. Each job goes from PENDING to
+    STARTED in one UPDATE (the leader's, then the companions'), and one INSERT logs
+    every job's CLAIMED and STARTED events, as a claim and a start would: the jobs
+    pass through RECEIVED, but nobody sees them wait there."""
     now = timezone.now()
     seen = _best_claimable(queue_name=queue_name, now=now, count=CLAIM_CANDIDATES)
     if not seen:
         # No transaction for an empty queue: on SQLite it would lock the database.
         return []
+    take = _Take(worker)
     with transaction.atomic():
-        claimed = _claim_batch_of(
-            seen, queue_name=queue_name, worker=worker, size=size, candidates=CLAIM_CANDIDATES, now=now
+        batch = _claim_batch_of(
+            seen,
+            size=size,
+            candidates=CLAIM_CANDIDATES,
+            now=now,
+            claim=lambda tasks: take.taken(tasks, queue_name=queue_name),
         )
-        return tasks_start(tasks=claimed) if claimed else []
+        changes = [(task, take.events(task, len(batch))) for task in batch]
+        held_events_recorded(changes)
+    held_transitions_logged(changes, fields=take.fields, now=take.now)
+    return batch
 
 
 def task_lease_renew(*, task: Task) -> bool:

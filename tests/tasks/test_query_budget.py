@@ -26,12 +26,13 @@ from tasks.models import Task, TaskState
 # a while per process).
 SUBMIT_BUDGET = 10
 # The message's look at its job; the read that picks the job (and its batch
-# companions); claim and start in one transaction (BEGIN, an UPDATE and an event INSERT
-# each, COMMIT); the success in another (BEGIN, UPDATE, INSERT, COMMIT); whether a job
-# waits for a server; the next claim's read, which finds the queue empty and opens no
-# transaction. 15 for a run of one step, whose only step costs a cancel check: the
-# per-step budget's progress write goes with the success.
-WORKER_FIXED_BUDGET = 12
+# companions); its claim and start in one transaction (BEGIN, one UPDATE to STARTED,
+# one INSERT of both events, COMMIT); the cancel check as the model is taken; the
+# success in another transaction (BEGIN, UPDATE, INSERT, COMMIT); whether a job waits
+# for a server; the next claim's read, which finds the queue empty and opens no
+# transaction. That is 13, less the progress write the last step does not make (it
+# goes with the success): 9 + 5 per step, 14 for a run of one step.
+WORKER_FIXED_BUDGET = 9
 # The cancel check's read, and when progress is due (every step here) a transaction
 # with an UPDATE and an event INSERT.
 WORKER_PER_STEP_BUDGET = 5

@@ -339,19 +339,27 @@ def test_a_worker_claims_and_starts_a_batch_in_one_transaction(owner: User) -> N
     for task in jobs:
         kinds = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("type", flat=True))
         assert kinds == ["submitted", "claimed", "started"]
-    assert [query["sql"] for query in queries.captured_queries].count("COMMIT") == 1
-    assert not [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]]
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert statements.count("COMMIT") == 1
+    assert not [sql for sql in statements if "SAVEPOINT" in sql]
+    # Claimed and started at once: the leader's UPDATE, the companions', one INSERT
+    # of all six events.
+    assert len([sql for sql in statements if sql.startswith("UPDATE")]) == 2
+    assert len([sql for sql in statements if sql.startswith("INSERT")]) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_start_that_fails_leaves_the_claimed_job_waiting(owner: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No job is left claimed and not started, holding a lease nobody renews."""
+def test_a_take_that_fails_after_its_update_leaves_the_job_waiting(
+    owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No job is left claimed and not started, holding a lease nobody renews, nor
+    started with no events logged."""
     task = _task(owner)
 
-    def broken(**kwargs: object) -> list[Task]:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr("tasks.services.running.tasks_start", broken)
+    monkeypatch.setattr("tasks.services.running.held_events_recorded", broken)
     with pytest.raises(RuntimeError):
         services.tasks_claim_and_start(queue_name=task.queue_name, worker="w", size=1)
     row = Task.objects.get(pk=task.pk)
