@@ -18,8 +18,9 @@ Targets: submit >= 0.7, status >= 0.7.
 
 By default every client uses one user's token, as one backend firing 32 requests at
 once would: that user's queue and unfinished jobs then grow by thousands, and the
-submit's quota check and queue position count them. `--users 32` gives each client a
-user (and token) of its own, as 32 people would be.
+submit's quota check and queue position count them (the baseline's rows belong to a
+user of their own, so they do not). `--users 32` gives each client a user (and token)
+of its own, as 32 people would be.
 """
 
 from __future__ import annotations
