@@ -23,6 +23,7 @@ from tasks.models import (
 )
 from tasks.services.core import (
     EventType,
+    HeldEvents,
     PriorEvent,
     claim_holder,
     held_changed,
@@ -65,6 +66,10 @@ class _Claim:
     """One claim's values: the fields its UPDATE sets, and the same applied to a read
     copy of a job, so the caller's copy is up to date with nothing read back."""
 
+    # The state a claim leaves a job in, and the one it passes through on the way.
+    state: TaskState = TaskState.RECEIVED
+    via: TaskState | None = None
+
     def __init__(self, worker: str):
         self.worker = worker
         self.now, self.lease_expires_at = timezone.now(), lease_deadline()
@@ -81,9 +86,41 @@ class _Claim:
         task.claimed_at, task.lease_expires_at, task.cancel_requested = self.now, self.lease_expires_at, False
         return task
 
+    def events(self, task: Task, batch_size: int) -> list[PriorEvent]:
+        """A claimed job's events, in order."""
+        return [(EventType.CLAIMED, TaskState.RECEIVED, {"worker": self.worker})]
+
+    def changed(self, tasks: list[Task], *, queue_name: str) -> list[Task]:
+        """Claim read PENDING jobs still routed to `queue_name` and at the attempt count
+        read, in one UPDATE, without their events; returns those claimed, brought up to
+        date (a job taken or changed since it was read is left out)."""
+        held = [self.applied(copy.copy(task)) for task in tasks]
+        done = held_changed(
+            tasks=held,
+            to=self.state,
+            via=self.via,
+            now=self.now,
+            match=Q(queue_name=queue_name),
+            holder_of=lambda task: Q(attempts=task.attempts - 1),
+            **self.fields,
+        )
+        ids = {task.pk for task in done}
+        return [self.applied(task) for task in tasks if task.pk in ids]
+
+    def recorded(self, tasks: list[Task]) -> HeldEvents:
+        """The claimed jobs' events, in one INSERT; returns them for the log lines."""
+        changes = [(task, self.events(task, len(tasks))) for task in tasks]
+        held_events_recorded(changes)
+        return changes
+
+    def logged(self, changes: HeldEvents) -> None:
+        held_transitions_logged(changes, fields=self.fields, now=self.now)
+
 
 class _Take(_Claim):
     """A claim and the start of the run, in one UPDATE (see tasks_claim_and_start)."""
+
+    state, via = TaskState.STARTED, TaskState.RECEIVED
 
     def __init__(self, worker: str):
         super().__init__(worker)
@@ -99,27 +136,7 @@ class _Take(_Claim):
         started: dict[str, Any] = {"worker": task.worker, "attempt": task.attempts}
         if batch_size > 1:
             started["batch_size"] = batch_size
-        return [
-            (EventType.CLAIMED, TaskState.RECEIVED, {"worker": self.worker}),
-            (EventType.STARTED, TaskState.STARTED, started),
-        ]
-
-    def taken(self, tasks: list[Task], *, queue_name: str) -> list[Task]:
-        """Claim and start read PENDING jobs still routed to `queue_name` and at the
-        attempt count read, in one UPDATE, without their events; returns those taken,
-        brought up to date as tasks_claim does."""
-        held = [self.applied(copy.copy(task)) for task in tasks]
-        done = held_changed(
-            tasks=held,
-            to=TaskState.STARTED,
-            via=TaskState.RECEIVED,
-            now=self.now,
-            match=Q(queue_name=queue_name),
-            holder_of=lambda task: Q(attempts=task.attempts - 1),
-            **self.fields,
-        )
-        ids = {task.pk for task in done}
-        return [self.applied(task) for task in tasks if task.pk in ids]
+        return [*super().events(task, batch_size), (EventType.STARTED, TaskState.STARTED, started)]
 
 
 # How many of a queue's best waiting jobs a claim reads and tries in turn.
@@ -211,23 +228,15 @@ def _claims_of(worker: str, queue_name: str) -> ClaimSome:
 
 def tasks_claim(*, tasks: list[Task], worker: str, queue_name: str) -> list[Task]:
     """Claim read PENDING jobs still routed to `queue_name` in one transaction: one
-    UPDATE, one read of which rows it changed, one INSERT of their events. Returns the
-    claimed ones, brought up to date as task_claim does its `seen`; a job taken or
-    changed since it was read is left out."""
+    UPDATE, one read of which rows it changed (only when it changed fewer than given),
+    one INSERT of their events. Returns the claimed ones, brought up to date as
+    task_claim does its `seen`; a job taken or changed since it was read is left out."""
     claim = _Claim(worker)
-    # The jobs as they will be once claimed, for the events and the log lines.
-    held = [claim.applied(copy.copy(task)) for task in tasks]
-    claimed = transition_held(
-        tasks=held,
-        to=TaskState.RECEIVED,
-        event=EventType.CLAIMED,
-        data_of=lambda task: {"worker": worker},
-        match=Q(queue_name=queue_name),
-        holder_of=lambda task: Q(attempts=task.attempts - 1),
-        **claim.fields,
-    )
-    done = {task.pk for task in claimed}
-    return [claim.applied(task) for task in tasks if task.pk in done]
+    with transaction.atomic(savepoint=False):
+        claimed = claim.changed(tasks, queue_name=queue_name)
+        changes = claim.recorded(claimed)
+    claim.logged(changes)
+    return claimed
 
 
 def _claimable(*, queue_name: Any, now: Any) -> QuerySet[Task]:
@@ -315,11 +324,10 @@ def tasks_claim_and_start(*, queue_name: str, worker: str, size: int) -> list[Ta
             size=size,
             candidates=CLAIM_CANDIDATES,
             now=now,
-            claim=lambda tasks: take.taken(tasks, queue_name=queue_name),
+            claim=lambda tasks: take.changed(tasks, queue_name=queue_name),
         )
-        changes = [(task, take.events(task, len(batch))) for task in batch]
-        held_events_recorded(changes)
-    held_transitions_logged(changes, fields=take.fields, now=take.now)
+        changes = take.recorded(batch)
+    take.logged(changes)
     return batch
 
 
