@@ -85,7 +85,10 @@ class TaskBatchView(APIView):
     def post(self, request: Request) -> Response:
         batch = BatchSubmitSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        outcomes = [self._submit_one(request, index, item) for index, item in enumerate(batch.validated_data["tasks"])]
+        with services.tasks_submitted_together():
+            outcomes = [
+                self._submit_one(request, index, item) for index, item in enumerate(batch.validated_data["tasks"])
+            ]
         queued = [outcome for outcome in outcomes if isinstance(outcome, Task)]
         # One query per queue for every queued job's position, not one per job.
         context = with_queue_positions({"request": request}, queued)

@@ -32,6 +32,7 @@ from tasks.services.submitting import (
     task_requeue,
     task_retry,
     task_submit,
+    tasks_submitted_together,
 )
 from tasks.services.sweeps import (
     task_release,
@@ -66,6 +67,7 @@ __all__ = [
     "tasks_redispatch_stale",
     "tasks_requeue_expired",
     "tasks_start",
+    "tasks_submitted_together",
     "tasks_succeed",
     "tasks_time_out_queued",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -120,6 +121,16 @@ def task_submit(
         extra={"task_id": str(task.pk), "task_type": task_type, "state": "PENDING", "owner": owner.pk},
     )
     return task
+
+
+@contextmanager
+def tasks_submitted_together() -> Iterator[None]:
+    """Submits made inside commit together (a batch request): their messages go out
+    once every job is saved, so the first worker to wake finds them all waiting and
+    runs them as full batches, not the first job alone. Each submit stays a savepoint
+    of its own: a job refused (bad params, the quota) is rolled back alone."""
+    with transaction.atomic():
+        yield
 
 
 def _remote_only_params(*, task_type: str, params: Any, capabilities: list[str]) -> dict[str, Any]:

@@ -125,3 +125,23 @@ def test_a_failing_batch_fails_each_of_its_jobs(
     for task in Task.objects.filter(pk__in=ids):
         assert (task.state, task.error_code) == (TaskState.FAILURE, "PIPELINE_ERROR")
         assert "the model exploded" in task.error_message
+
+
+def test_a_batch_request_reaches_a_waiting_worker_as_full_batches(
+    worker: InProcessWorker, client: Any, settings: Any
+) -> None:
+    """The request's jobs are committed together: the worker that wakes on the first
+    one's message finds them all, rather than the first alone and the rest after."""
+    settings.GENERATION = {**settings.GENERATION, "DYNAMIC_BATCH_SIZE": 4}
+    params = {"prompt": "fox", "width": 64, "height": 64, "steps": 4}
+    body = {"tasks": [{"task_type": "image_creation", "params": {**params, "seed": seed}} for seed in range(8)]}
+    bad = {"task_type": "image_creation", "params": {**params, "steps": 10_000}}
+    response = client.post(
+        "/api/v1/tasks/batch", {"tasks": [*body["tasks"][:4], bad, *body["tasks"][4:]]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert (response.json()["accepted"], response.json()["rejected"]) == (8, 1)
+    ids = [item["task"]["task_id"] for item in response.json()["results"] if item["status"] == 202]
+    for task_id in ids:
+        assert worker.wait_for(task_id).state == TaskState.SUCCESS
+    assert _started_batch_sizes(ids) == [4] * 8
