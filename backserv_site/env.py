@@ -43,6 +43,25 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_auto_bool(name: str) -> bool | None:
+    """A switch that may be left to the code: unset, empty or "auto" is None."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip().lower() in ("", "auto"):
+        return None
+    return env_bool(name)
+
+
+def env_auto_int(name: str) -> int | None:
+    """A positive count that may be left to the code: unset, empty or "auto" is None."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip().lower() in ("", "auto"):
+        return None
+    value = env_int(name, 0)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be auto or an integer of at least 1, got {raw!r}")
+    return value
+
+
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

@@ -24,8 +24,16 @@ _BACKSTOP_MS = 24 * 3600 * 1000
     max_backoff=30000,
 )
 def run_task(task_id: str) -> None:
-    from generation.runner import execute_message
+    from generation import worker_process
 
     message = CurrentMessage.get_current_message()
     # Copies of this message go to servers' own queues: claim from the queue it came on.
-    execute_message(task_id, queue_name=q_name(message.queue_name) if message is not None else None)
+    queue_name = q_name(message.queue_name) if message is not None else None
+    child = worker_process.active()
+    if child is not None:
+        # `serve` with a GPU: the job runs in its child process, this thread waits.
+        child.execute(task_id, queue_name)
+        return
+    from generation.runner import execute_message
+
+    execute_message(task_id, queue_name=queue_name)

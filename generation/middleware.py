@@ -14,7 +14,10 @@ logger = logging.getLogger(__name__)
 
 class ModelPreloadMiddleware(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if settings.GENERATION["PRELOAD_MODELS"]:
+        from generation import worker_process
+
+        # With a GPU worker process, the models load there, not in the server.
+        if settings.GENERATION["PRELOAD_MODELS"] and worker_process.active() is None:
             threading.Thread(target=self._preload, name="model-preload", daemon=True).start()
 
     def _preload(self) -> None:

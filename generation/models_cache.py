@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from backserv_site.heap import settle_heap
+from generation.acceleration import warm_up
 from generation.specs import TaskTypeSpec
 from tasks import metrics
 
@@ -125,6 +126,9 @@ class PipelineCache:
             device, dtype = device_and_dtype()
             started = time.monotonic()
             entry = _Entry(pipeline=module.load(path, device, dtype))
+            # Graphs are captured now, under the cache lock like the load: the first
+            # job of the default size must not pay for them.
+            warm_up(module, entry.pipeline, device)
             seconds = time.monotonic() - started
             self.loads += 1
             metrics.model_loads.labels(spec.name).inc()

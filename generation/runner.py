@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +23,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from backserv_site.db import connection_done
+from generation.acceleration import dynamic_batch_size
 from generation.delivery import output_put
+from generation.finishing import InlineFinishing, OverlappedFinishing, finishing_stage, outputs_encode
 from generation.inputs import resolve_images
 from generation.models_cache import pipeline_cache
 from generation.outputs import outputs_discard, outputs_store
@@ -76,7 +79,7 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     worker = worker_name()
     spell_ends = time.monotonic() + settings.BACKSERV["WORKER_SPELL_SECONDS"]
     claimed_any = hinted_claimed = False
-    with routing_deferred():
+    with routing_deferred(), finishing_stage() as finishing:
         try:
             while True:
                 if routing_pass_taken():
@@ -86,7 +89,7 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
                     return
                 claimed_any = True
                 hinted_claimed = hinted_claimed or any(str(claimed.pk) == str(task_id) for claimed in batch)
-                run_started(batch)
+                run_started(batch, finishing)
                 if _worker_stopping() or time.monotonic() > spell_ends:
                     return
         finally:
@@ -121,47 +124,70 @@ def _route_freed_slots() -> None:
 def _take_batch(*, queue_name: str, worker: str) -> list[Task]:
     """The queue's best waiting job and the companions that can share its pipeline
     call, claimed and started."""
-    return services.tasks_claim_and_start(
-        queue_name=queue_name, worker=worker, size=settings.GENERATION["DYNAMIC_BATCH_SIZE"]
-    )
+    return services.tasks_claim_and_start(queue_name=queue_name, worker=worker, size=dynamic_batch_size())
 
 
-def run_started(tasks: list[Task]) -> None:
-    """Run started jobs of one batch key (or a single job) as one pipeline call and
-    record each job's own outcome."""
+def run_started(tasks: list[Task], finishing: InlineFinishing | OverlappedFinishing) -> None:
+    """Run started jobs of one batch key (or a single job) as one pipeline call, then
+    hand their finishing (encode, store, record each job's own outcome) to `finishing`."""
     with routing_deferred(), _side_thread(tasks):
-        _run_started(tasks)
+        steps = BatchSteps(tasks)
+        results = _run_started(tasks, steps)
+    if results is not None:
+        finishing.hand_off(partial(_finish_started, tasks, steps, results))
 
 
-def _run_started(started: list[Task]) -> None:
-    """Run started jobs as one pipeline call and record each one's own outcome."""
-    steps = BatchSteps(started)
+def _run_started(started: list[Task], steps: BatchSteps) -> list[tuple[list[Any], dict[str, Any]]] | None:
+    """The pipeline call of started jobs: their outputs, or None when the call failed
+    or every job stopped (each job is then settled)."""
+    began = time.perf_counter()
     try:
         results = _run_pipeline(started, steps)
     except BatchStopped:
-        return
+        return None
     except PipelineInputError as error:
         for task in steps.running:
             services.task_fail(task=task, code=error.code, message=error.message)
-        return
+        return None
     except Exception as error:
         logger.exception("task(s) %s failed", ", ".join(str(task.pk) for task in steps.running))
         for task in steps.running:
             services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
-        return
-    finished: list[tuple[Task, dict[str, Any]]] = []
-    for task, (outputs, metadata) in zip(started, results, strict=True):
-        # A job stopped mid-batch was settled then; its image is discarded.
-        if task in steps.running:
-            result = _deliver(task, outputs, metadata)
-            if result is not None:
-                finished.append((task, result))
-    succeeded = services.tasks_succeed(
-        finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+        return None
+    seconds = time.perf_counter() - began
+    logger.info(
+        "pipeline call",
+        extra={"task_type": started[0].task_type, "batch": len(started), "pipeline_s": round(seconds, 4)},
     )
-    for task, result in finished:
-        if task not in succeeded:
-            outputs_discard(result["outputs"])
+    return results
+
+
+def _finish_started(started: list[Task], steps: BatchSteps, results: list[tuple[list[Any], dict[str, Any]]]) -> None:
+    """Store the outputs of the jobs still running and record their success; the lease
+    stays renewed until they are recorded."""
+    # A job stopped mid-batch was settled then; its outputs are discarded.
+    kept = [(task, outputs, metadata) for task, (outputs, metadata) in zip(started, results, strict=True)]
+    kept = [(task, outputs, metadata) for task, outputs, metadata in kept if task in steps.running]
+    finished: list[tuple[Task, dict[str, Any]]] = []
+    with _side_thread(started):
+        try:
+            outputs_encode([output for _, outputs, _ in kept for output in outputs])
+            for task, outputs, metadata in kept:
+                result = _deliver(task, outputs, metadata)
+                if result is not None:
+                    finished.append((task, result))
+            succeeded = services.tasks_succeed(
+                finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+            )
+        except Exception as error:
+            # An encoder or the storage failing (a full disk, say): worth another attempt.
+            logger.exception("storing the outputs of %s failed", ", ".join(str(task.pk) for task, _, _ in kept))
+            for task, _, _ in kept:
+                services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
+            succeeded = []
+        for task, result in finished:
+            if task not in succeeded:
+                outputs_discard(result["outputs"])
 
 
 def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:

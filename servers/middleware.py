@@ -3,6 +3,7 @@ here imports models at module level."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import dramatiq
@@ -10,6 +11,15 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from servers.presence import ServerPresence
+
+
+def _configured_batch_size() -> int:
+    return settings.GENERATION["DYNAMIC_BATCH_SIZE"] or 1
+
+
+# The jobs one worker thread runs in one pipeline call. The generation app, which knows
+# the device an "auto" size depends on, installs its own (generation.apps).
+worker_batch_size: Callable[[], int] = _configured_batch_size
 
 
 class ServerPresenceMiddleware(dramatiq.Middleware):
@@ -34,7 +44,7 @@ class ServerPresenceMiddleware(dramatiq.Middleware):
         # wait in the worker's queue, so a thread goes from one batch to the next
         # without waiting for a routing pass.
         batches = 1 + settings.SERVERS["WORKER_BACKLOG"]
-        slots = worker.worker_threads * settings.GENERATION["DYNAMIC_BATCH_SIZE"] * batches
+        slots = worker.worker_threads * worker_batch_size() * batches
         presence = ServerPresence(name=worker_server_name(), capabilities=worker_capabilities(), max_concurrent=slots)
         server = presence.start()
         if not worker.consumer_whitelist:

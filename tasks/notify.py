@@ -116,6 +116,11 @@ def _listen(hub: Hub, url: str, channel: str) -> None:
             threading.Event().wait(2)
 
 
+# Where else this process's notices go, besides its own waiters and Redis: a GPU child
+# process of `manage.py serve` passes them to the server process that waits on them
+# (generation.worker_process).
+relays: list[Callable[[list[str]], None]] = []
+
 _publisher_lock = threading.Lock()
 _publisher: Any = None
 
@@ -138,6 +143,8 @@ def publish_tasks_changed(changes: Iterable[tuple[Any, Any]]) -> None:
         return
     keys = list(dict.fromkeys(key for task_id, owner_id in changes for key in (task_key(task_id), owner_key(owner_id))))
     hub.dispatch(keys)
+    for relay in relays:
+        relay(keys)
     url = settings.BACKSERV["NOTIFY_URL"]
     if url:
         try:

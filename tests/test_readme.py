@@ -11,7 +11,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 def test_every_setting_read_from_the_environment_is_documented() -> None:
     sources = "\n".join(path.read_text() for path in (BASE_DIR / "backserv_site").glob("*.py"))
-    reader = r"""env_(?:str|bool|int|float|list|secret|rate|seconds_by_type)\(\s*["']([A-Z0-9_]+)["']"""
+    kinds = "str|bool|int|float|list|secret|rate|seconds_by_type|auto_bool|auto_int"
+    reader = rf"""env_(?:{kinds})\(\s*["']([A-Z0-9_]+)["']"""
     names = set(re.findall(reader, sources))
     readme = (BASE_DIR / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)`", readme, flags=re.MULTILINE))

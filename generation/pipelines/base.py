@@ -1,5 +1,8 @@
 """What every pipeline module gives and takes. A pipeline module has
-`load(model_dir, device, dtype)` and `run(pipeline, params, on_step) -> (outputs, metadata)`.
+`load(model_dir, device, dtype)` and `run(pipeline, params, on_step) -> (outputs, metadata)`;
+a type the worker batches also has `run_batch(pipeline, jobs, on_step)`, and one whose
+GPU shapes are worth preparing at load `warm_up(pipeline, batch_sizes)`
+(generation.acceleration).
 
 model_dir is None for a pipeline that needs no model folder. The runner replaces each of
 the task type's image params (TaskTypeSpec.image_fields) by its decoded RGB PIL image.
@@ -9,7 +12,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,11 +23,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Output:
-    data: bytes
+    """One output file of a job. Its bytes are encoded at the first read of `data`, not
+    when the pipeline returns: the worker reads them off the thread that drives the GPU
+    (generation.finishing), while the next pipeline call computes."""
+
+    encode: Callable[[], bytes] = field(repr=False)
     content_type: str
     extension: str
     width: int
     height: int
+
+    @cached_property
+    def data(self) -> bytes:
+        return self.encode()
 
 
 class StepCallback(Protocol):
@@ -42,16 +54,20 @@ class PipelineInputError(Exception):
 
 
 def encode_png(image: Image) -> Output:
-    buffer = io.BytesIO()
-    # No pnginfo and a fixed compression level keep the bytes a pure function of the pixels.
-    image.save(buffer, format="PNG", compress_level=6)
     return Output(
-        data=buffer.getvalue(),
+        encode=partial(_png_bytes, image),
         content_type="image/png",
         extension="png",
         width=image.width,
         height=image.height,
     )
+
+
+def _png_bytes(image: Image) -> bytes:
+    buffer = io.BytesIO()
+    # No pnginfo and a fixed compression level keep the bytes a pure function of the pixels.
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
 
 
 def diffusers_step_end(on_step: StepCallback) -> Callable[..., dict[str, Any]]:
@@ -79,4 +95,6 @@ def load_diffusers(pipeline_class: type[Any], model_dir: Path, device: str, dtyp
         **options,
     ).to(device)
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    from generation.acceleration import accelerate
+
+    return accelerate(pipeline, device)

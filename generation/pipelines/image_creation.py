@@ -58,6 +58,24 @@ def run_batch(
     return [([encode_png(image)], {"seed": seed}) for image, seed in zip(result.images, seeds, strict=True)]
 
 
+def warm_up(pipeline: StableDiffusionPipeline, batch_sizes: list[int]) -> None:
+    """A one-step call at the default size for each batch size: what a call of that
+    shape captures happens here, before the first job. Its images are never encoded."""
+    from generation.specs import validate_params
+
+    params = validate_params(task_type="image_creation", params={"prompt": "warm-up", "steps": 1}, owner=None)
+    for size in batch_sizes:
+        jobs = [{**params, "seed": seed} for seed in range(size)]
+        if size == 1:
+            run(pipeline, jobs[0], _ignore_step)
+        else:
+            run_batch(pipeline, jobs, _ignore_step)
+
+
+def _ignore_step(step: int, total: int) -> None:
+    pass
+
+
 def _generator(seed: int) -> torch.Generator:
     import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ def run(
     )
     frames: list[Image] = result.frames[0]
     video = Output(
-        data=encode_mp4(frames, fps),
+        encode=partial(encode_mp4, frames, fps),
         content_type="video/mp4",
         extension="mp4",
         width=width,

@@ -4,6 +4,8 @@ one process on SQLite), driven over HTTP, killed with SIGKILL mid-job and starte
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -85,3 +87,42 @@ def test_a_job_survives_the_server_being_killed_mid_run(
     assert len(outputs) == 1 and "/2-0.png" in outputs[0]["url"]
     media = Path(env["BACKSERV_VAR_DIR"]) / "media" / "outputs" / task_id
     assert sorted(path.name for path in media.iterdir()) == ["2-0.png"]
+
+
+def test_a_gpu_worker_process_runs_the_jobs_and_is_replaced_when_it_dies(
+    embedded: tuple[dict[str, str], Api, list[Process]], tmp_path: Path
+) -> None:
+    """GENERATION_WORKER_PROCESS (on by default with a GPU): the jobs run in a child
+    process; its change notices wake the server's waiters at once, and a child killed
+    mid-job is replaced, the job finishing on its next attempt."""
+    env, api, processes = embedded
+    env.update(
+        GENERATION_WORKER_PROCESS="1",
+        # Waiters re-read the database only this often: a prompt answer needs the notice.
+        BACKSERV_NOTIFY_POLL_SECONDS="120",
+        BACKSERV_SWEEP_INTERVAL_SECONDS="1",
+    )
+    server = _serve(env, tmp_path / "serve.log")
+    processes.append(server)
+
+    body = {"task_type": "image_creation", "params": {"prompt": "a fox", "width": 64, "height": 64, "steps": 4}}
+    started = time.monotonic()
+    answer = api.session.post(f"{api.base_url}/api/v1/tasks", json=body, headers={"Prefer": "wait=60"}, timeout=90)
+    # Without the child's notice the wait would run out (202) before the first re-read.
+    assert (answer.status_code, answer.json()["state"]) == (200, "SUCCESS"), answer.text
+    print(f"worker process: submit -> SUCCESS {time.monotonic() - started:.2f}s (first job, includes the model load)")
+    worker_pid = int(api.job(answer.json()["task_id"])["attempts_history"][0]["worker"].rsplit(":", 1)[1])
+    assert worker_pid != server.popen.pid
+
+    task_id = api.submit(width=64, height=64, steps=MID_RUN_STEPS, seed=3)["task_id"]
+
+    def mid_run() -> bool:
+        job = api.job(task_id)
+        return job["state"] == "STARTED" and job["progress"] > 0.02
+
+    wait_until(mid_run, timeout=60, what="the job to be mid-run", process=server)
+    os.kill(worker_pid, signal.SIGKILL)
+    job = api.wait_state(task_id, {"SUCCESS", "FAILURE", "REVOKED"}, timeout=300, process=server)
+    assert (job["state"], job["attempts"]) == ("SUCCESS", 2), job
+    second_pid = int(api.job(task_id)["attempts_history"][-1]["worker"].rsplit(":", 1)[1])
+    assert second_pid not in (worker_pid, server.popen.pid)

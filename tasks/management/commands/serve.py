@@ -8,6 +8,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from generation import worker_process
 from tasks.services import tasks_recover_after_restart
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve HTTP only (workers run elsewhere)")
 
     def handle(self, *args: Any, host: str, port: int, threads: int, no_worker: bool, **options: Any) -> None:
+        child = None
+        if not no_worker and worker_process.wanted():
+            # A GPU's kernels are launched from a process of their own (see
+            # generation.worker_process); started first, so its models load meanwhile.
+            child = worker_process.WorkerProcess(threads)
+            worker_process.install(child)
+            child.start()
         worker = None if no_worker else self._start_worker(threads)
         try:
             config = uvicorn.Config(
@@ -33,6 +41,8 @@ class Command(BaseCommand):
         finally:
             if worker is not None:
                 self.stderr.write("stopping workers (running jobs finish their current step or are requeued)")
+                if child is not None:
+                    child.stop(timeout=30)
                 worker.stop(timeout=30_000)
 
     def _start_worker(self, threads: int) -> dramatiq.Worker:
