@@ -15,10 +15,14 @@ rate_limit_headers_middleware.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_only_middleware
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
     # Imported lazily: DRF imports the permission and throttle classes while
     # rest_framework.views itself is still loading.
     from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
 
 _REQUEST_ATTRIBUTE = "backserv_rate_limits"
 
@@ -66,13 +72,14 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
         window_start = int(self.timer() // self.duration * self.duration)
         self.reset_at = window_start + self.duration
         window_key = f"{key}:{window_start}"
-        self.cache.add(window_key, 0, timeout=self.duration + 5)
         try:
-            count = self.cache.incr(window_key, self.cost)
-        except ValueError:
-            # The counter expired between add() and incr(): this is a fresh window.
-            self.cache.add(window_key, self.cost, timeout=self.duration + 5)
-            count = self.cost
+            count = _count(self.cache, window_key, self.cost, timeout=self.duration + 5)
+        except Exception as error:
+            # The shared cache (Redis) is away: the API keeps answering, each process
+            # counting on its own until it is back (a client may then get up to the
+            # limit from every process).
+            _shared_cache_away(error)
+            count = _count(_fallback_cache, window_key, self.cost, timeout=self.duration + 5)
         limits = getattr(request._request, _REQUEST_ATTRIBUTE, [])
         limits.append(RateLimit(self.num_requests, max(0, self.num_requests - count), int(self.reset_at)))
         setattr(request._request, _REQUEST_ATTRIBUTE, limits)
@@ -80,6 +87,33 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
 
     def wait(self) -> float:
         return max(1, math.ceil(self.reset_at - self.timer()))
+
+
+def _count(cache: BaseCache, window_key: str, cost: int, *, timeout: int) -> int:
+    """The window's count after adding `cost`."""
+    cache.add(window_key, 0, timeout=timeout)
+    try:
+        return cache.incr(window_key, cost)
+    except ValueError:
+        # The counter expired between add() and incr(): this is a fresh window.
+        cache.add(window_key, cost, timeout=timeout)
+        return cost
+
+
+_fallback_cache = LocMemCache("backserv-rate-limits-fallback", {})
+_warned_at = -math.inf
+_WARN_EVERY_SECONDS = 60.0
+
+
+def _shared_cache_away(error: Exception) -> None:
+    global _warned_at
+    # Once a minute, not once a request, while the outage lasts.
+    now = time.monotonic()
+    if now - _warned_at >= _WARN_EVERY_SECONDS:
+        _warned_at = now
+        logger.warning(
+            "rate limits counted per process: the cache is unreachable (%s: %s)", type(error).__name__, error
+        )
 
 
 class UserRateThrottle(FixedWindowRateThrottle):

@@ -223,6 +223,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "tasks.api.errors.exception_handler",
+    # JSON bodies nested past backserv_site.parsers.MAX_JSON_DEPTH are a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "backserv_site.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

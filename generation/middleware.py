@@ -15,9 +15,11 @@ logger = logging.getLogger(__name__)
 class ModelPreloadMiddleware(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         from generation import worker_process
+        from servers.middleware import worker_runs_jobs
 
-        # With a GPU worker process, the models load there, not in the server.
-        if settings.GENERATION["PRELOAD_MODELS"] and worker_process.active() is None:
+        # With a GPU worker process, the models load there, not in the server; a worker
+        # of webhooks alone loads none.
+        if settings.GENERATION["PRELOAD_MODELS"] and worker_process.active() is None and worker_runs_jobs(worker):
             threading.Thread(target=self._preload, name="model-preload", daemon=True).start()
 
     def _preload(self) -> None:

@@ -22,6 +22,15 @@ def _configured_batch_size() -> int:
 worker_batch_size: Callable[[], int] = _configured_batch_size
 
 
+def worker_runs_jobs(worker: dramatiq.Worker) -> bool:
+    """Whether a worker takes generation jobs: it consumes every queue, or the shared
+    one (or a server's own). One started for webhooks alone (`--queues webhooks`) runs
+    none: it must neither offer itself as a GPU server nor load models."""
+    shared = settings.BACKSERV["QUEUE_NAME"]
+    queues = worker.consumer_whitelist
+    return not queues or any(queue == shared or queue.startswith(f"{shared}.") for queue in queues)
+
+
 class ServerPresenceMiddleware(dramatiq.Middleware):
     """Makes each worker process a registered server (when SERVERS["REGISTER_WORKERS"]):
     registered at boot with its own queue, heartbeating, offline at a clean shutdown.
@@ -35,7 +44,7 @@ class ServerPresenceMiddleware(dramatiq.Middleware):
         self.presences: dict[int, ServerPresence] = {}
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if not settings.SERVERS["REGISTER_WORKERS"]:
+        if not settings.SERVERS["REGISTER_WORKERS"] or not worker_runs_jobs(worker):
             return
         from servers.presence import ServerPresence, worker_capabilities, worker_server_name
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -27,6 +29,12 @@ def error_body(*, detail: str, code: str, fields: dict[str, list[str]] | None = 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, DomainError):
         return Response(error_body(detail=exc.message, code=exc.code, fields=exc.fields), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body(detail=f"The request body is larger than the limit of {limit} bytes.", code="request_too_large"),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, Http404):
         return Response(error_body(detail="Not found.", code="not_found"), status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, (OperationalError, InterfaceError)):

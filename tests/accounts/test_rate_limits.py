@@ -5,6 +5,7 @@ Redis."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
+from accounts import throttling
 from accounts.models import User
 from accounts.services import api_token_create
 from backserv_site import settings as shipped_settings
@@ -184,3 +186,25 @@ def test_concurrent_requests_are_counted_exactly(rates: Any, settings: Any, owne
         thread.join(timeout=60)
     assert len(statuses) == 80, statuses
     assert statuses.count(200) == 50 and statuses.count(429) == 30, sorted(statuses)
+
+
+def test_it_keeps_answering_and_limiting_when_the_shared_cache_is_away(
+    rates: Any, settings: Any, owner: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        closed_port = listener.getsockname()[1]
+    # A Redis nobody answers on: every cache call fails with a connection error.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+        }
+    }
+    rates(user="3/min")
+    throttling._fallback_cache.clear()  # counts of an earlier run in this minute
+    client = _client(owner)
+    statuses = [client.get("/api/v1/tasks").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert client.get("/api/v1/tasks")["X-RateLimit-Remaining"] == "0"
+    assert "rate limits counted per process" in caplog.text

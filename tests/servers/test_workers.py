@@ -197,3 +197,25 @@ def test_a_worker_registers_itself_runs_its_jobs_and_goes_offline_at_shutdown(
     assert Server.objects.get(name="gpu-box-7").status == ServerStatus.OFFLINE
     waiting = _submit(owner)
     assert waiting.wait_reason == "waiting_for_server"
+
+
+def test_a_worker_for_webhooks_alone_registers_no_server_and_loads_no_model(
+    broker: StubBroker, settings: Any, transactional_db: None, demo_models: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation import models_cache
+
+    settings.SERVERS = {**settings.SERVERS, "REGISTER_WORKERS": True}
+    settings.GENERATION = {**settings.GENERATION, "PRELOAD_MODELS": True}
+    # A cache of its own: models an earlier test loaded must not hide a load here.
+    monkeypatch.setattr(models_cache, "_cache", None)
+    boot_once(broker)
+    worker = dramatiq.Worker(broker, queues={settings.BACKSERV["WEBHOOK_QUEUE"]}, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        # A preload would have loaded the tiny models well within this.
+        time.sleep(3)
+        assert not Server.objects.exists()
+        assert models_cache.pipeline_cache().loads == 0
+    finally:
+        worker.stop()
+        forget_worker(broker, worker)
