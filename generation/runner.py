@@ -22,7 +22,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from backserv_site.db import connection_done
+from backserv_site.db import connection_done, retried_on_reconnect
 from generation.acceleration import dynamic_batch_size
 from generation.delivery import output_put
 from generation.finishing import InlineFinishing, OverlappedFinishing, finishing_stage, outputs_encode
@@ -36,6 +36,10 @@ from tasks import policy, services
 from tasks.models import Task, TaskState
 
 logger = logging.getLogger(__name__)
+
+
+# The first pause before a write or read is tried again on a fresh connection.
+DATABASE_RETRY_PAUSE_SECONDS = 0.2
 
 
 class TaskCancelled(Exception):
@@ -71,6 +75,11 @@ def execute_message(task_id: UUID | str, queue_name: str | None = None) -> None:
     two waiting jobs. The routing pass a run's end asks for (its slots are free) runs
     before the next claim.
     """
+    if _worker_stopping():
+        # Taken just as the worker was told to stop (SIGTERM): a stopping worker claims
+        # nothing, and the job's message goes back for another worker.
+        services.task_redispatch(task_id=task_id)
+        return
     hint = Task.objects.filter(pk=task_id).values_list("state", "queue_name").first()
     if hint is None or hint[0] != TaskState.PENDING or not hint[1]:
         return
@@ -176,8 +185,13 @@ def _finish_started(started: list[Task], steps: BatchSteps, results: list[tuple[
                 result = _deliver(task, outputs, metadata)
                 if result is not None:
                     finished.append((task, result))
-            succeeded = services.tasks_succeed(
-                finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+            # The work is done: recording it is worth waiting out a database restart.
+            succeeded = retried_on_reconnect(
+                lambda: services.tasks_succeed(
+                    finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+                ),
+                attempts=5,
+                pause_seconds=4 * DATABASE_RETRY_PAUSE_SECONDS,
             )
         except Exception as error:
             # An encoder or the storage failing (a full disk, say): worth another attempt.
@@ -271,11 +285,20 @@ class BatchSteps:
             # The id comes back as the backend stores it (a UUID, or SQLite's hex).
             return {str(UUID(str(row[0]))): row[1:] for row in cursor.fetchall()}
 
+    def _rows_unless_away(self) -> dict[str, tuple[Any, ...]] | None:
+        """The rows, or None while the database is away: a blip must not throw the
+        call's work away, so this step checks the deadlines only."""
+        try:
+            return retried_on_reconnect(self._rows, attempts=2, pause_seconds=DATABASE_RETRY_PAUSE_SECONDS)
+        except (OperationalError, InterfaceError):
+            logger.warning("could not read the running jobs' rows; checking them at a later step", exc_info=True)
+            return None
+
     def _each(self, call: Any) -> None:
         now = time.monotonic()
         rows: dict[str, tuple[Any, ...]] | None = None
         if now - self._last_read >= self.read_interval:
-            rows, self._last_read = self._rows(), now
+            rows, self._last_read = self._rows_unless_away(), now
         for task in list(self.running):
             try:
                 call(self.reporters[task.pk], UNREAD if rows is None else rows.get(str(task.pk)))
@@ -333,7 +356,13 @@ class StepReporter:
         now = time.monotonic()
         if now - self._last_write >= self.interval:
             self._last_write = now
-            services.task_progress_report(task=self.task, progress=step / total, step=step, total=total)
+            progress = step / total
+            report = partial(services.task_progress_report, task=self.task, progress=progress, step=step, total=total)
+            try:
+                retried_on_reconnect(report, attempts=2, pause_seconds=DATABASE_RETRY_PAUSE_SECONDS)
+            except (OperationalError, InterfaceError):
+                # Progress is for watching; the run goes on, and so does the next write.
+                logger.warning("could not write the progress of task %s", self.task.pk, exc_info=True)
 
 
 @contextmanager

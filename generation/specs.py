@@ -191,6 +191,8 @@ class TaskTypeSpec:
     # For a type whose pipeline module has run_batch: the params a job must share with
     # others to run in one pipeline call with them (None: this job runs alone).
     batch_params_for: Callable[[dict[str, Any]], tuple[Any, ...] | None] | None = None
+    # The libraries its pipeline module imports: a worker without one does not offer it.
+    libraries: tuple[str, ...] = ("torch", "diffusers")
 
     def model_key(self, params: dict[str, Any]) -> str | None:
         return self.model_for(params) if self.model_for is not None else self.name
@@ -239,6 +241,8 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
             description="An image enlarged 2x or 4x, by a diffusion upscaler or by Lanczos resampling.",
             image_fields=("image",),
             model_for=_upscale_model,
+            # Lanczos needs Pillow alone; the diffusion method fails its own jobs without a model.
+            libraries=("PIL",),
         ),
         TaskTypeSpec(
             name="face_swap",
@@ -247,12 +251,14 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
             description="The face of source_image blended onto each face found in target_image.",
             image_fields=("source_image", "target_image"),
             model_for=lambda params: None,
+            libraries=("cv2", "numpy"),
         ),
         TaskTypeSpec(
             name="video_creation",
             params=VideoCreationParams,
             pipeline_module="generation.pipelines.video_creation",
             description="Text to video (H.264 mp4) with AnimateDiff.",
+            libraries=("torch", "diffusers", "av"),
         ),
     ]
 }

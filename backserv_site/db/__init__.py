@@ -5,10 +5,14 @@ of work is done."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+T = TypeVar("T")
 
 
 def database_pooled() -> bool:
@@ -36,3 +40,17 @@ def connection_work() -> Iterator[None]:
         yield
     finally:
         connection_done()
+
+
+def retried_on_reconnect(work: Callable[[], T], *, attempts: int, pause_seconds: float) -> T:
+    """`work`'s result, trying it again on a fresh connection after the database failed
+    it (a restart, a dropped connection, a failover): up to `attempts` tries, pausing a
+    little longer before each. Only for work outside a transaction, which can start over."""
+    for attempt in range(1, attempts):
+        try:
+            return work()
+        except (OperationalError, InterfaceError):
+            # The broken connection is dropped; the next query opens another.
+            connection.close()
+            time.sleep(pause_seconds * attempt)
+    return work()

@@ -3,6 +3,7 @@ routed, a silent server's job finishes elsewhere once, workers register themselv
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -219,3 +220,16 @@ def test_a_worker_for_webhooks_alone_registers_no_server_and_loads_no_model(
     finally:
         worker.stop()
         forget_worker(broker, worker)
+
+
+def test_a_worker_offers_only_the_task_types_whose_libraries_it_has(
+    settings: Any, demo_models: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.presence import worker_capabilities
+
+    assert "video_creation" in worker_capabilities()
+    # As on a machine without PyAV (None in sys.modules: `import av` fails).
+    monkeypatch.setitem(sys.modules, "av", None)
+    assert "video_creation" not in worker_capabilities()
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    assert sorted(worker_capabilities()) == ["face_swap", "image_upscale"]
