@@ -401,6 +401,9 @@ SERVERS = {
     "HEARTBEAT_INTERVAL_SECONDS": env_float("BACKSERV_HEARTBEAT_INTERVAL_SECONDS", 10.0),
     # A server silent for this many intervals is offline; its jobs go elsewhere.
     "HEARTBEAT_MISSES": env_int("BACKSERV_HEARTBEAT_MISSES", 3),
+    # A worker's server offline this long, with no unfinished job, is removed by the
+    # sweep with its queue (a departed host's row and stale messages). 0: kept forever.
+    "OFFLINE_RETENTION_HOURS": env_float("BACKSERV_OFFLINE_SERVER_RETENTION_HOURS", 168.0),
     # Remote GPU servers: where they report back (this API's public base URL), and how
     # jobs are POSTed to them.
     "CALLBACK_BASE_URL": env_str("BACKSERV_CALLBACK_BASE_URL", PUBLIC_BASE_URL or "http://127.0.0.1:8000"),

@@ -14,7 +14,7 @@ from django.utils import timezone
 from servers.models import Server, ServerKind, ServerStatus
 from servers.remote import server_auth_headers
 from servers.routing import tasks_route_waiting
-from servers.services import server_heartbeat, server_liveness_set, servers_mark_silent_offline
+from servers.services import server_heartbeat, server_liveness_set, servers_mark_silent_offline, servers_retire_departed
 from tasks.models import ACTIVE_STATES
 
 logger = logging.getLogger(__name__)
@@ -53,5 +53,6 @@ def servers_sweep() -> dict[str, int]:
     return {
         "health_polled": servers_poll_health(),
         "servers_offline": servers_mark_silent_offline(),
+        "servers_retired": servers_retire_departed(),
         "routed": tasks_route_waiting(),
     }

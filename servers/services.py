@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import dramatiq
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -227,6 +228,38 @@ def server_unregister(*, server: Server) -> None:
         Server.objects.filter(pk=server.pk).delete()
         route_waiting_on_commit()
     logger.info("server %s unregistered", server.name)
+
+
+def servers_retire_departed(*, now: datetime | None = None) -> int:
+    """Remove the rows of worker servers offline for longer than OFFLINE_RETENTION_HOURS
+    and holding no unfinished job (hosts gone for good), with their queues: the messages
+    left there went stale when the server's jobs were routed elsewhere. A worker that
+    comes back later registers afresh. Remote servers, which staff registered, stay."""
+    hours = settings.SERVERS["OFFLINE_RETENTION_HOURS"]
+    if hours <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(hours=hours)
+    departed = (
+        Server.objects.filter(kind=ServerKind.WORKER, status=ServerStatus.OFFLINE, last_heartbeat_at__lt=cutoff)
+        .exclude(tasks__state__in=[TaskState.PENDING, *ACTIVE_STATES])
+        .values_list("pk", "name", "queue_name")
+    )
+    retired = 0
+    for server_id, name, queue_name in departed:
+        # Conditional, as every sweep: another process may have retired it, or it came back.
+        still = Server.objects.filter(pk=server_id, status=ServerStatus.OFFLINE, last_heartbeat_at__lt=cutoff)
+        gone, _ = still.delete()
+        if not gone:
+            continue
+        retired += 1
+        if queue_name:
+            try:
+                dramatiq.get_broker().flush(queue_name)
+            except Exception:
+                # A queue this broker never held (RabbitMQ refuses to purge it): nothing stale.
+                logger.debug("could not flush queue %s", queue_name, exc_info=True)
+        logger.info("server %s offline since before %s: removed with its queue %s", name, cutoff, queue_name)
+    return retired
 
 
 def servers_mark_silent_offline(*, now: datetime | None = None) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from pathlib import Path
 from uuid import UUID
 
 from django.core.files.storage import default_storage
@@ -35,7 +37,7 @@ def task_files_size(*, task_id: UUID | str) -> int:
 
 
 def task_files_delete(*, task_id: UUID | str) -> int:
-    """Delete every file stored for a job; returns the bytes freed."""
+    """Delete every file stored for a job, and its folder; returns the bytes freed."""
     freed = 0
     for path in _task_files(task_id):
         try:
@@ -43,4 +45,17 @@ def task_files_delete(*, task_id: UUID | str) -> int:
             default_storage.delete(path)
         except OSError:
             logger.warning("could not delete %s", path, exc_info=True)
+    _remove_folder_if_empty(task_files_prefix(task_id))
     return freed
+
+
+def _remove_folder_if_empty(prefix: str) -> None:
+    """Storage on local disk keeps the folder a job's files were in (object stores have
+    no folders): one empty folder per deleted job would pile up."""
+    try:
+        folder = Path(default_storage.path(prefix))
+    except NotImplementedError:
+        return
+    # rmdir refuses a folder that is not empty (a file written meanwhile stays).
+    with contextlib.suppress(OSError):
+        folder.rmdir()

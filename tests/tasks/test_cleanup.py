@@ -56,6 +56,8 @@ def test_it_deletes_ten_thousand_old_jobs_in_batches_with_their_files(owner: Use
     assert set(Task.objects.values_list("pk", flat=True)) == {t.pk for t in recent + waiting}
     assert TaskEvent.objects.count() == 10
     assert not any((_media_root / task_files_prefix(task.pk) / "1-0.png").exists() for task in old[:3])
+    # Nor the jobs' folders, empty now.
+    assert not any((_media_root / task_files_prefix(task.pk)).exists() for task in old[:3])
 
 
 def test_it_limits_the_cleanup_to_the_given_states(owner: User) -> None:
