@@ -63,7 +63,8 @@ def _success_update(sql: str) -> bool:
 
 
 def _step_read(sql: str) -> bool:
-    return sql.startswith('SELECT "tasks_task"."id" AS "pk", "tasks_task"."state" AS "state"') and "cancel_requested" in sql
+    prefix = 'SELECT "tasks_task"."id" AS "pk", "tasks_task"."state" AS "state"'
+    return sql.startswith(prefix) and "cancel_requested" in sql
 
 
 @pytest.mark.parametrize("statement", [_progress_update, _step_read, _success_update], ids=lambda f: f.__name__)
