@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import hmac
-
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts.jwt import JwtGrant, JwtRefused, jwt_verify, looks_like_jwt
 from accounts.models import ApiToken, User
-from accounts.services import api_token_touch, split_token, token_hash
+from accounts.services import api_token_rehash, api_token_touch, split_token, token_hash_check
 
 _KEYWORDS = (b"bearer", b"token")
 
@@ -29,10 +27,11 @@ def token_verify(raw: str) -> tuple[User, ApiToken]:
     if lookup is None:
         raise TokenRefused("Invalid token.")
     token = ApiToken.objects.select_related("user").filter(prefix=lookup).first()
-    # Compare even when no row matched so the timing does not tell prefixes apart.
-    expected = token.key_hash if token else token_hash("")
-    if not hmac.compare_digest(expected, token_hash(raw)) or token is None:
+    current_hash = token_hash_check(raw=raw, key_hash=token.key_hash if token else None)
+    if current_hash is None or token is None:
         raise TokenRefused("Invalid token.")
+    if current_hash != token.key_hash:
+        api_token_rehash(token=token, key_hash=current_hash)
     if token.revoked_at is not None:
         raise TokenRefused("Token revoked.", "token_revoked")
     if token.expires_at is not None and token.expires_at <= timezone.now():

@@ -33,8 +33,26 @@ class IssuedToken:
     secret: str  # the full token string; shown to the user once, never stored
 
 
-def token_hash(secret: str) -> str:
-    return hmac.new(settings.SECRET_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+def token_hash(secret: str, *, key: str | None = None) -> str:
+    """The stored form of an API token or server key: HMAC-SHA256 under `key`, by
+    default SECRET_KEY."""
+    signing_key = settings.SECRET_KEY if key is None else key
+    return hmac.new(signing_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def token_hash_check(*, raw: str, key_hash: str | None) -> str | None:
+    """The hash to store for `raw` from now on when it matches `key_hash` under
+    SECRET_KEY or one of SECRET_KEY_FALLBACKS, else None. After a match under a fallback
+    that is the hash under SECRET_KEY: store it, so the fallback can later be dropped
+    without revoking the token."""
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    # Every key is tried, against a placeholder when no row matched, so the timing does
+    # not tell prefixes apart.
+    expected = key_hash or token_hash("")
+    matches = [hmac.compare_digest(expected, token_hash(raw, key=key)) for key in keys]
+    if key_hash is None or not any(matches):
+        return None
+    return key_hash if matches[0] else token_hash(raw)
 
 
 def split_token(raw: str) -> str | None:
@@ -89,6 +107,14 @@ def api_token_create(
     )
     logger.info("api token %s created for user %s with scopes %s", lookup, user.pk, ",".join(clean_scopes))
     return IssuedToken(token=token, secret=secret)
+
+
+def api_token_rehash(*, token: ApiToken, key_hash: str) -> None:
+    """Store the token's hash under the current SECRET_KEY (see token_hash_check). The
+    conditional UPDATE makes concurrent requests write once."""
+    if ApiToken.objects.filter(pk=token.pk, key_hash=token.key_hash).update(key_hash=key_hash):
+        logger.info("api token %s re-hashed under the current SECRET_KEY", token.prefix)
+    token.key_hash = key_hash
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:

@@ -1,6 +1,7 @@
 """Log formatters. A log call's `extra` fields are the event's structured data: a state
 change logs task_id, task_type, worker, duration, ... and these formatters write them
-as key=value pairs or as one JSON object, so a log shipper needs no regular expressions."""
+as key=value pairs or as one JSON object, so a log shipper needs no regular expressions.
+Both redact credentials in query strings from the whole line (accounts.logging)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from accounts.logging import redact
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -36,7 +39,8 @@ class KeyValueFormatter(logging.Formatter):
             line += " " + " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        # The whole line: django.request's `request` field is the path with its query.
+        return redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,4 +54,4 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
+        return redact(json.dumps(body, default=str))

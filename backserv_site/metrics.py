@@ -1,7 +1,9 @@
 """GET /metrics: Prometheus exposition of request, database and job metrics.
 
-Open to loopback callers (a Prometheus agent on the same host), to staff API tokens,
-and to `Authorization: Bearer <METRICS_BEARER_TOKEN>` when that is set. In
+Open to staff API tokens, to `Authorization: Bearer <METRICS_BEARER_TOKEN>` when that
+is set, and to loopback callers (a Prometheus agent on the same host) that no proxy
+forwarded, unless METRICS_ALLOW_LOOPBACK is off (its default behind a TLS proxy): behind
+a reverse proxy on the same host every client's address is loopback. In
 multiprocess mode (PROMETHEUS_MULTIPROC_DIR) any process answers for every process of
 the host: each writes its own files there and the scrape sums them.
 """
@@ -38,7 +40,14 @@ def metrics_multiprocess_dir_reset() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _is_loopback(request: HttpRequest) -> bool:
+# Set by proxies, never by a scraper calling directly: a request that carries one came
+# through a proxy, so its peer address is the proxy's, not the client's.
+_FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def _is_trusted_loopback(request: HttpRequest) -> bool:
+    if not settings.METRICS_ALLOW_LOOPBACK or any(header in request.META for header in _FORWARDING_HEADERS):
+        return False
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:
@@ -60,7 +69,7 @@ def _is_staff_token(request: HttpRequest) -> bool:
 
 
 def metrics_allowed(request: HttpRequest) -> bool:
-    return _is_loopback(request) or _has_metrics_secret(request) or _is_staff_token(request)
+    return _is_trusted_loopback(request) or _has_metrics_secret(request) or _is_staff_token(request)
 
 
 def exposition() -> bytes:
@@ -78,7 +87,7 @@ def exposition() -> bytes:
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     if not metrics_allowed(request):
-        detail = "Metrics are open to loopback, staff tokens and the metrics bearer token."
+        detail = "Metrics are open to staff tokens, the metrics bearer token and (unless behind a proxy) loopback."
         body = {"detail": detail, "code": "forbidden"}
         return JsonResponse(body, status=403)
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

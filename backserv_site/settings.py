@@ -43,6 +43,10 @@ if not SECRET_KEY:
             "every process of a fleet must share it."
         )
     SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
+# Rotation: the old key moves here while the new one is SECRET_KEY. Admin sessions still
+# open, and API tokens and server keys still match (each is re-hashed under the new key
+# at its first use), until the old key is dropped.
+SECRET_KEY_FALLBACKS = [key.strip() for key in env_secret("SECRET_KEY_FALLBACKS").split(",") if key.strip()]
 
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -495,9 +499,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 # Metrics --------------------------------------------------------------------------
 
-# /metrics answers loopback callers, staff API tokens, and `Authorization: Bearer
-# <this>` when set (for a Prometheus server on another host). Multiprocess mode is
-# prometheus_client's own PROMETHEUS_MULTIPROC_DIR variable.
+# /metrics answers loopback callers (see METRICS_ALLOW_LOOPBACK below), staff API
+# tokens, and `Authorization: Bearer <this>` when set (for a Prometheus server on
+# another host). Multiprocess mode is prometheus_client's own PROMETHEUS_MULTIPROC_DIR
+# variable.
 METRICS_BEARER_TOKEN = env_secret("METRICS_BEARER_TOKEN")
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
@@ -540,6 +545,9 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+# A reverse proxy on the same host makes every client's address loopback, so loopback
+# alone opens /metrics only where no proxy is declared.
+METRICS_ALLOW_LOOPBACK = env_bool("METRICS_ALLOW_LOOPBACK", SECURE_PROXY_SSL_HEADER is None)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

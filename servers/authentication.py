@@ -5,8 +5,10 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from servers.keys import server_key_lookup, server_key_matches
+from accounts.services import token_hash_check
+from servers.keys import server_key_lookup
 from servers.models import Server
+from servers.services import server_key_rehash
 
 
 class ServerKeyAuthentication(authentication.BaseAuthentication):
@@ -26,8 +28,11 @@ class ServerKeyAuthentication(authentication.BaseAuthentication):
         if lookup is None:
             return None
         server = Server.objects.filter(key_prefix=lookup).first()
-        if not server_key_matches(raw=raw, key_hash=server.key_hash if server else None) or server is None:
+        current_hash = token_hash_check(raw=raw, key_hash=server.key_hash if server else None)
+        if current_hash is None or server is None:
             raise exceptions.AuthenticationFailed("Invalid server key.")
+        if current_hash != server.key_hash:
+            server_key_rehash(server=server, key_hash=current_hash)
         return AnonymousUser(), server
 
     def authenticate_header(self, request: Request) -> str:

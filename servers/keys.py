@@ -1,9 +1,9 @@
 """Server keys: shown once at registration, stored only as a keyed hash (the same hash
-as users' API tokens) with a short public prefix to find the row."""
+as users' API tokens, checked with accounts.services.token_hash_check) with a short
+public prefix to find the row."""
 
 from __future__ import annotations
 
-import hmac
 import secrets
 
 from accounts.services import token_hash
@@ -27,8 +27,3 @@ def server_key_lookup(raw: str) -> str | None:
     if not separator or len(lookup) != _LOOKUP_LENGTH:
         return None
     return lookup
-
-
-def server_key_matches(*, raw: str, key_hash: str | None) -> bool:
-    # Hash even when no row matched, so the timing does not tell prefixes apart.
-    return hmac.compare_digest(key_hash or token_hash(""), token_hash(raw)) and key_hash is not None

@@ -94,6 +94,15 @@ def _new_server(*, name: str, kind: str, now: datetime, **fields: Any) -> Issued
     return IssuedServer(server=server, key=key)
 
 
+def server_key_rehash(*, server: Server, key_hash: str) -> None:
+    """Store the server key's hash under the current SECRET_KEY after it matched under
+    a fallback (see accounts.services.token_hash_check). Conditional: concurrent
+    requests write once."""
+    if Server.objects.filter(pk=server.pk, key_hash=server.key_hash).update(key_hash=key_hash):
+        logger.info("server key %s re-hashed under the current SECRET_KEY", server.key_prefix)
+    server.key_hash = key_hash
+
+
 @transaction.atomic
 def server_register(
     *,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from gunicorn.glogging import SafeAtoms
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -129,3 +130,14 @@ def test_credentials_in_query_strings_stay_out_of_access_logs(caplog: pytest.Log
     logged = caplog.text
     assert "SeCrEt-value" not in logged and "SiGnAtUrE" not in logged
     assert "token=[redacted]&last_event_id=4" in logged and "expires=1800000000" in logged
+
+
+def test_gunicorns_access_atoms_are_redacted_too(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gunicorn.access")
+    request_line = "GET /api/v1/tasks?token=bs_3f9a0c1d_SeCrEt-value HTTP/1.1"
+    atoms = SafeAtoms({"h": "127.0.0.1", "r": request_line, "s": "401", "q": "token=bs_3f9a0c1d_SeCrEt-value"})
+    # gunicorn's own call: one mapping of atoms, looked up by its format.
+    logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s %(q)s %(b)s', atoms)
+
+    assert "SeCrEt-value" not in caplog.text
+    assert '"GET /api/v1/tasks?token=[redacted] HTTP/1.1" 401 token=[redacted] -' in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -12,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
-from accounts.services import api_token_create, api_token_revoke
+from accounts.services import api_token_create, api_token_revoke, token_hash
 from tasks.errors import InvalidInput
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +76,40 @@ def _get_tasks(secret: str, keyword: str = "Bearer") -> int:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"{keyword} {secret}")
     return client.get("/api/v1/tasks").status_code
+
+
+OLD_KEY = "old-secret-key-rotated-out-0123456789-abcdefghijklmnopqrstuvwxyz"
+NEW_KEY = "new-secret-key-rotated-in-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def test_a_token_outlives_a_secret_key_rotation_through_the_fallbacks(owner: User, settings: Any) -> None:
+    settings.SECRET_KEY = OLD_KEY
+    issued = api_token_create(user=owner)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
+
+    assert _get_tasks(issued.secret) == 200
+    # Re-hashed under the new key at that use, so the old key can go.
+    assert ApiToken.objects.get(pk=issued.token.pk).key_hash == token_hash(issued.secret)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert _get_tasks(issued.secret) == 200
+
+
+def test_a_rotated_secret_key_without_the_fallback_revokes_tokens(owner: User, settings: Any) -> None:
+    settings.SECRET_KEY = OLD_KEY
+    issued = api_token_create(user=owner)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, []
+
+    assert _get_tasks(issued.secret) == 401
+    assert ApiToken.objects.get(pk=issued.token.pk).key_hash == token_hash(issued.secret, key=OLD_KEY)
+
+
+def test_a_fallback_does_not_open_a_wrong_secret(owner: User, settings: Any) -> None:
+    settings.SECRET_KEY = OLD_KEY
+    issued = api_token_create(user=owner)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
+
+    assert _get_tasks(issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")) == 401
+    assert ApiToken.objects.get(pk=issued.token.pk).key_hash == token_hash(issued.secret, key=OLD_KEY)
 
 
 @pytest.mark.parametrize("keyword", ["Bearer", "Token", "bearer"])

@@ -184,6 +184,20 @@ def test_a_server_heartbeats_with_its_key(registered: tuple[Server, str], client
     assert timezone.now() - server.last_heartbeat_at < timedelta(seconds=5)
 
 
+def test_a_server_key_outlives_a_secret_key_rotation_through_the_fallbacks(db: None, settings: Any) -> None:
+    old_key, new_key = "old-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz", "new-secret-key-0123456789-abcdefghij"
+    settings.SECRET_KEY = old_key
+    issued = server_register(name="gpu-a", capabilities=["image_creation"], predict_url="http://a.example/p")
+    url = f"/api/v1/servers/{issued.server.pk}/heartbeat"
+    settings.SECRET_KEY = new_key
+    assert _key_client(issued.key).post(url, {}, format="json").status_code == 401
+
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert _key_client(issued.key).post(url, {}, format="json").status_code == 200
+    settings.SECRET_KEY_FALLBACKS = []  # re-hashed under the new key at that use
+    assert _key_client(issued.key).post(url, {}, format="json").status_code == 200
+
+
 def test_the_heartbeat_refuses_other_keys_and_bad_input(registered: tuple[Server, str], client: APIClient) -> None:
     server, key = registered
     other = server_register(name="gpu-b", capabilities=[], predict_url="http://b.example/p")

@@ -1,15 +1,17 @@
 """GET /metrics: the exposition parses, carries request, database and job metrics,
-and is open only to loopback, staff tokens and the configured bearer secret."""
+and is open only to loopback callers no proxy forwarded, staff tokens and the configured
+bearer secret."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
@@ -19,6 +21,7 @@ from tasks import services
 from tasks.models import Task
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -92,6 +95,40 @@ def test_the_configured_bearer_secret_opens_it_from_elsewhere(db: None, settings
     assert ok.status_code == 200
     wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret-124", **REMOTE)
     assert wrong.status_code == 403
+
+
+def test_behind_a_tls_proxy_loopback_alone_is_refused(staff_client: APIClient) -> None:
+    # What a reverse proxy on the same host hands on: its own loopback address.
+    proxied = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_FORWARDED_PROTO": "https"}
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"), METRICS_ALLOW_LOOPBACK=False):
+        refused = Client().get("/metrics", **proxied)
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+        assert Client().get("/metrics").status_code == 403  # nor a scraper on the host
+        assert staff_client.get("/metrics", **proxied).status_code == 200
+
+
+def test_a_forwarded_request_is_not_loopback_even_with_no_proxy_declared(db: None, settings: Any) -> None:
+    settings.METRICS_BEARER_TOKEN = "scrape-secret-123"
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        assert Client().get("/metrics", **{header: "203.0.113.9"}).status_code == 403
+    scraper = {"HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer scrape-secret-123"}
+    assert Client().get("/metrics", **scraper).status_code == 200
+
+
+def test_loopback_trust_follows_the_proxy_setting_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    def loaded(**env: str) -> bool:
+        for name in ("BEHIND_TLS_PROXY", "METRICS_ALLOW_LOOPBACK"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code = "import backserv_site.settings as s; print(s.METRICS_ALLOW_LOOPBACK)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        return result.stdout.strip() == "True"
+
+    assert loaded() is True
+    assert loaded(BEHIND_TLS_PROXY="1") is False
+    assert loaded(BEHIND_TLS_PROXY="1", METRICS_ALLOW_LOOPBACK="1") is True
+    assert loaded(METRICS_ALLOW_LOOPBACK="0") is False
 
 
 _CHILD = """
