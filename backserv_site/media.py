@@ -29,8 +29,8 @@ from tasks.api.errors import error_body
 _SIGNER_SALT = "backserv.media"
 
 
-def _signature(path: str, expires: int) -> str:
-    return Signer(salt=_SIGNER_SALT).signature(f"{path}\n{expires}")
+def _signature(path: str, expires: int, *, key: str | None = None) -> str:
+    return Signer(key=key, salt=_SIGNER_SALT).signature(f"{path}\n{expires}")
 
 
 def media_url(path: str) -> str:
@@ -48,7 +48,11 @@ def signature_valid(path: str, expires: str, signature: str) -> bool:
         deadline = int(expires)
     except ValueError:
         return False
-    return deadline > time.time() and constant_time_compare(signature, _signature(path, deadline))
+    # Under each of SECRET_KEY_FALLBACKS too: links handed out before a key rotation
+    # open until they expire. Every key is compared, keeping the timing flat.
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    matches = [constant_time_compare(signature, _signature(path, deadline, key=key)) for key in keys]
+    return deadline > time.time() and any(matches)
 
 
 @require_safe

@@ -80,6 +80,18 @@ def test_it_refuses_an_expired_url(settings: Any, anonymous_client: APIClient) -
     assert "expired" in response.json()["detail"]
 
 
+def test_a_link_signed_before_a_key_rotation_opens_through_the_fallbacks(
+    settings: Any, anonymous_client: APIClient
+) -> None:
+    path = _store("outputs/job-a/1-0.png", b"owner's picture")
+    old_key = settings.SECRET_KEY
+    url = media_url(path)
+    settings.SECRET_KEY = "the-next-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+    assert anonymous_client.get(_local(url)).status_code == 403
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert anonymous_client.get(_local(url)).status_code == 200
+
+
 def test_a_signed_url_for_a_deleted_file_is_not_found(anonymous_client: APIClient) -> None:
     path = _store("outputs/job-a/1-0.png", b"gone soon")
     url = media_url(path)
