@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from backserv_site.serializers import RefusesUnknownFields
 from generation.delivery import OutputUrlField
 from generation.inputs import ImageInputField
 from tasks.errors import InvalidInput, flatten_validation_errors
@@ -41,18 +42,11 @@ def _multiple_of_8(value: int) -> None:
         raise serializers.ValidationError(f"Must be a multiple of 8, got {value}.")
 
 
-class StrictParams(serializers.Serializer):
+class StrictParams(RefusesUnknownFields, serializers.Serializer):
     """Refuses keys it does not know, so a misspelt parameter is an error, not a
     silently ignored default."""
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: [f"Unknown parameter. Known: {', '.join(sorted(self.fields))}."] for name in unknown}
-                )
-        return super().to_internal_value(data)
+    unknown_field_message = "Unknown parameter."
 
 
 class DiffusionParams(StrictParams):

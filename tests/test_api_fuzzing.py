@@ -8,8 +8,10 @@ schema documents them; 401 without the token; 405 for a method the route lacks.
 Two of schemathesis' checks are left out on purpose. "Schema-valid input accepted"
 cannot know what the schema cannot say: a task type's own params, a webhook host that
 must resolve, an upload that must be an image. "Schema-violating input refused" would
-hold DRF to a stricter reading than it has, by design: it takes 0 for a string field,
-and, like our filters, reads an empty query parameter as an absent one.
+hold DRF to a stricter reading than it has, by design: most string fields take 0, and
+an empty list filter or page parameter (`?state=`, `?limit=`) is read as an absent one.
+Unknown body fields, an empty date filter and a token name that is no string are
+refused (tests/tasks, tests/accounts).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.models import ApiToken, Scope
+from backserv_site.serializers import JsonStringField, StrictSerializer
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -22,8 +23,8 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
         read_only_fields = fields
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+class ApiTokenCreateSerializer(StrictSerializer):
+    name = JsonStringField(max_length=100, required=False, allow_blank=True, default="")
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=Scope.values),
         required=False,

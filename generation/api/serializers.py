@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from backserv_site.serializers import StrictSerializer
 from generation.models import Upload
 
 
-class UploadCreateSerializer(serializers.Serializer):
+class UploadCreateSerializer(StrictSerializer):
     file = serializers.FileField(allow_empty_file=False)
 
 

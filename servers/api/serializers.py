@@ -8,6 +8,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from backserv_site.serializers import StrictSerializer
 from servers.models import Algorithm, Server, ServerKind
 from servers.remote import REPORTED_STATES
 from servers.selectors import milliseconds_since
@@ -19,7 +20,7 @@ class EndpointsSerializer(serializers.Serializer):
     metrics = serializers.URLField(required=False, allow_blank=True, default="")
 
 
-class ServerRegisterSerializer(serializers.Serializer):
+class ServerRegisterSerializer(StrictSerializer):
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", max_length=100)
     kind = serializers.ChoiceField(choices=ServerKind.choices, default=ServerKind.REMOTE)
     endpoints = EndpointsSerializer(required=False)
@@ -91,22 +92,22 @@ class ServerListQuerySerializer(serializers.Serializer):
     group = serializers.CharField(required=False, max_length=100)
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(StrictSerializer):
     status = serializers.CharField(required=False, default="online", max_length=20)
     active_tasks = serializers.IntegerField(required=False, min_value=0, default=0)
     metrics = serializers.DictField(required=False, default=dict)
 
 
-class MaintenanceSerializer(serializers.Serializer):
+class MaintenanceSerializer(StrictSerializer):
     maintenance = serializers.BooleanField()
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
 
-class AlgorithmSerializer(serializers.Serializer):
+class AlgorithmSerializer(StrictSerializer):
     algorithm = serializers.ChoiceField(choices=Algorithm.choices)
 
 
-class TaskReportSerializer(serializers.Serializer):
+class TaskReportSerializer(StrictSerializer):
     """What a remote GPU server reports on a job it runs (PUT /api/v1/tasks/{id})."""
 
     state = serializers.ChoiceField(choices=list(REPORTED_STATES), required=False)

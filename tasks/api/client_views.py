@@ -7,12 +7,16 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import renderers, status
+from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication, QueryTokenAuthentication
+from backserv_site.serializers import NoBodySerializer
 from tasks import services
 from tasks.api.errors import error_body
 from tasks.api.lookup import one_or_not_found
@@ -122,17 +126,31 @@ class TaskBatchView(APIView):
         return task
 
 
-class EventStreamRenderer(renderers.BaseRenderer):
-    media_type = "text/event-stream"
-    format = "event-stream"
+EVENT_STREAM_SCHEMA = {
+    "type": "string",
+    "description": "Server-Sent Events: frames of `id:`, `event:` and `data:` lines (data: one JSON object), "
+    "each frame ended by a blank line.",
+}
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        return data if isinstance(data, bytes) else renderers.JSONRenderer().render(data)
+
+class ErrorsAsJson(BaseContentNegotiation):
+    """The stream is a StreamingHttpResponse that no renderer touches; the renderer only
+    ever writes an error, and that is JSON even for a client that accepts only
+    `text/event-stream` (as the ASGI route answers, see tasks.streams)."""
+
+    def select_parser(self, request: Request, parsers: list[BaseParser]) -> BaseParser:
+        return parsers[0]
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
 
 
 class TaskEventsView(APIView):
     authentication_classes = [ApiTokenAuthentication, QueryTokenAuthentication]
-    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = ErrorsAsJson
 
     @extend_schema(
         summary="Follow a job's events (Server-Sent Events)",
@@ -147,8 +165,8 @@ class TaskEventsView(APIView):
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                str,
-                description="The event stream.",
+                EVENT_STREAM_SCHEMA,
+                description="The event stream (`text/event-stream`), not JSON: read it with an SSE client.",
                 examples=[
                     OpenApiExample(
                         "progress then success",
@@ -199,10 +217,11 @@ class WebhookSecretView(APIView):
         summary="Rotate your webhook signing secret",
         description="Webhooks sent from now on are signed with the new secret.",
         request=None,
-        responses={200: WebhookSecretSerializer, **errors(401)},
+        responses={200: WebhookSecretSerializer, **errors(400, 401)},
         examples=_SECRET_EXAMPLE,
     )
     def post(self, request: Request) -> Response:
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         secret = webhook_secret_rotate(owner=request.user)
         return Response({"secret": secret.secret, "rotated_at": secret.rotated_at})
 
@@ -225,12 +244,13 @@ class WebhookRedeliverView(APIView):
         description="Any delivery, delivered or failed, is sent again with the same `webhook-id` and a fresh "
         "retry schedule.",
         request=None,
-        responses={202: WebhookDeliverySerializer, **errors(401, 404)},
+        responses={202: WebhookDeliverySerializer, **errors(400, 401, 404)},
         examples=DELIVERY_EXAMPLES,
     )
     def post(self, request: Request, delivery_id: str) -> Response:
         delivery = one_or_not_found(
             WebhookDelivery.objects.filter(task__owner=request.user), delivery_id, "Webhook delivery"
         )
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         delivery = webhook_redeliver(delivery=delivery)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

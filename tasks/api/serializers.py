@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from backserv_site.media import media_url
+from backserv_site.serializers import RefusesUnknownFields, StrictSerializer
 from tasks import policy
 from tasks.compat.taskmanager import resolve_task_name
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
@@ -50,7 +51,7 @@ def _unbound_copy(field: serializers.Field) -> serializers.Field:
     return type(field)(*field._args, **kwargs)
 
 
-class TaskSubmitSerializer(FieldsBuiltOnce, serializers.Serializer):
+class TaskSubmitSerializer(RefusesUnknownFields, FieldsBuiltOnce, serializers.Serializer):
     """A submit in Back.Serv's own names (task_type, params) or the names of the
     documents it serves: task_name/args/kwargs (task-manager 002) and task_params
     (Back.Serv 000)."""
@@ -266,9 +267,22 @@ def absolute_url(url: str | None, request: Request | None) -> str | None:
     return url
 
 
-class BatchSubmitSerializer(serializers.Serializer):
+@extend_schema_field(TaskSubmitSerializer)
+class BatchItemField(serializers.JSONField):
+    """One job of a batch, documented as the submit body it should be. Read as any JSON,
+    null included: the view refuses a bad item in that item's own result, so the batch's
+    other jobs are still queued."""
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        # Not allow_null, which would document the items as nullable.
+        if data is None:
+            return True, None
+        return super().validate_empty_values(data)
+
+
+class BatchSubmitSerializer(StrictSerializer):
     tasks = serializers.ListField(
-        child=serializers.JSONField(),
+        child=BatchItemField(),
         allow_empty=False,
         help_text="Up to BATCH_MAX_TASKS submit bodies (as for POST /api/v1/tasks, without `sync`).",
     )

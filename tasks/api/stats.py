@@ -69,13 +69,19 @@ SERVER_STATS_EXAMPLE = OpenApiExample(
     response_only=True,
 )
 DATE_PARAMETER = OpenApiParameter(
-    "date", OpenApiTypes.DATE, description="A UTC day as YYYY-MM-DD; today when absent.", required=False
+    "date",
+    OpenApiTypes.DATE,
+    description="A UTC day as YYYY-MM-DD; today when absent. An empty or malformed value is a 400 naming `date`.",
+    required=False,
 )
 
 
-def requested_day(request: Request) -> date:
+def requested_day(request: Request, *, empty_is_absent: bool = True) -> date:
+    """The day `?date=` names; today when absent. Our own routes refuse an empty value,
+    as every date filter of theirs does; the distributed document's routes read it as
+    absent, which its clients may rely on."""
     raw = request.query_params.get("date")
-    if not raw:
+    if raw is None or (raw == "" and empty_is_absent):
         return timezone.localdate()
     try:
         return date.fromisoformat(raw)
@@ -94,7 +100,7 @@ class TaskStatsView(APIView):
         responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
-        return Response(stats.stats_tasks(day=requested_day(request)))
+        return Response(stats.stats_tasks(day=requested_day(request, empty_is_absent=False)))
 
 
 class HourlyStatsView(APIView):
@@ -107,7 +113,7 @@ class HourlyStatsView(APIView):
         responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
-        day = requested_day(request)
+        day = requested_day(request, empty_is_absent=False)
         return Response({"date": day.isoformat(), "hours": stats.stats_hourly(day=day)})
 
 
@@ -126,6 +132,6 @@ class ServerStatsView(APIView):
         responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, server_id: str) -> Response:
-        day = requested_day(request)
+        day = requested_day(request, empty_is_absent=False)
         server = one_or_not_found(Server.objects.all(), server_id, "Server")
         return Response(stats.stats_server(server=server, day=day))

@@ -17,6 +17,7 @@ from rest_framework.serializers import CharField
 from rest_framework.views import APIView
 
 from accounts.permissions import has_admin_access
+from backserv_site.serializers import NoBodySerializer
 from generation.specs import TASK_TYPES
 from servers.api.serializers import TaskReportSerializer
 from servers.api.views import WITH_SERVER_KEYS
@@ -66,7 +67,13 @@ class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
     """An ISO 8601 moment, turned to UTC: Python takes offsets up to ±23:59, Postgres
     only to ±15:59, and a query must not fail on what a form accepted."""
 
+    default_error_messages = {"invalid": "Must be an ISO 8601 date-time, e.g. 2026-01-01T12:00:00Z."}
+
     def to_python(self, value: Any) -> datetime | None:
+        if value == "":
+            # Present but empty: the schema's date-time has no empty value, and reading
+            # it as absent would list every job for a client whose date went missing.
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
         moment = super().to_python(value)
         if moment is None:
             return None
@@ -80,12 +87,21 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
 
 
+def _moment_filter(lookup_expr: str, meaning: str) -> UtcDateTimeFilter:
+    return UtcDateTimeFilter(
+        field_name="submitted_at",
+        lookup_expr=lookup_expr,
+        help_text=f"{meaning}, as an ISO 8601 date-time (e.g. 2026-01-01T12:00:00Z). "
+        "An empty or malformed value is a 400 naming this parameter.",
+    )
+
+
 class TaskFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=TaskState.choices)
     task_type = django_filters.MultipleChoiceFilter(choices=[(name, name) for name in TASK_TYPES])
     user_id = django_filters.CharFilter(field_name="user_label")
-    submitted_after = UtcDateTimeFilter(field_name="submitted_at", lookup_expr="gte")
-    submitted_before = UtcDateTimeFilter(field_name="submitted_at", lookup_expr="lt")
+    submitted_after = _moment_filter("gte", "Jobs submitted at or after this moment")
+    submitted_before = _moment_filter("lt", "Jobs submitted before this moment")
 
     class Meta:
         model = Task
@@ -251,11 +267,13 @@ class TaskCancelView(APIView):
         summary="Cancel a job",
         description="A queued job is REVOKED at once; a running one stops within one step.",
         request=None,
-        responses={200: TaskSerializer, **errors(401, 404, 409)},
+        responses={200: TaskSerializer, **errors(400, 401, 404, 409)},
         examples=TASK_EXAMPLES,
     )
     def post(self, request: Request, task_id: str) -> Response:
-        task = services.task_cancel(task=owned_task(request, task_id))
+        task = owned_task(request, task_id)
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+        task = services.task_cancel(task=task)
         return Response(TaskSerializer(task, context={"request": request}).data)
 
 
@@ -263,9 +281,11 @@ class TaskRetryView(APIView):
     @extend_schema(
         summary="Retry a failed, timed-out or cancelled job",
         request=None,
-        responses={202: TaskSerializer, **errors(401, 404, 409)},
+        responses={202: TaskSerializer, **errors(400, 401, 404, 409)},
         examples=TASK_EXAMPLES,
     )
     def post(self, request: Request, task_id: str) -> Response:
-        task = services.task_retry(task=owned_task(request, task_id))
+        task = owned_task(request, task_id)
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+        task = services.task_retry(task=task)
         return Response(TaskSerializer(task, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -64,6 +64,12 @@ def test_it_creates_a_token_with_the_default_scopes_and_an_expiry(client: APICli
         ({"expires_in_days": 0}, "expires_in_days"),
         ({"expires_in_days": "soon"}, "expires_in_days"),
         ({"name": "x" * 101}, "name"),
+        ({"name": 0}, "name"),
+        ({"name": 1.5}, "name"),
+        ({"name": None}, "name"),
+        ({"scopes": [0]}, "scopes.0"),
+        ({"scopes": [True]}, "scopes.0"),
+        ({"name": "ci", "colour": 1}, "colour"),
     ],
 )
 def test_it_refuses_bad_input_naming_the_field(client: APIClient, body: dict[str, Any], field: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,6 +40,51 @@ def test_the_schema_validates_without_warnings(tmp_path: Path) -> None:
                 assert set(success) == {"204"}, f"{method} {path} documents no success body"
                 continue
             assert any("examples" in body for body in bodies), f"{method} {path} has no example"
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    output = tmp_path_factory.mktemp("schema") / "schema.yaml"
+    call_command("spectacular", "--file", str(output))
+    return yaml.safe_load(output.read_text())
+
+
+def test_the_event_stream_is_documented_as_one_and_its_errors_as_json(schema: dict[str, Any]) -> None:
+    responses = schema["paths"]["/api/v1/tasks/{task_id}/events"]["get"]["responses"]
+
+    assert list(responses["200"]["content"]) == ["text/event-stream"]
+    stream = responses["200"]["content"]["text/event-stream"]
+    assert stream["schema"]["type"] == "string" and "Server-Sent Events" in stream["schema"]["description"]
+    for status in ("401", "404"):
+        assert list(responses[status]["content"]) == ["application/json"], status
+
+
+def test_the_date_filters_are_documented_as_refusing_an_empty_value(schema: dict[str, Any]) -> None:
+    documented = {
+        ("/api/v1/tasks", "submitted_after"): "date-time",
+        ("/api/v1/tasks", "submitted_before"): "date-time",
+        ("/api/v1/stats/tasks", "date"): "date",
+        ("/api/v1/stats/hourly", "date"): "date",
+        ("/api/v1/stats/servers/{server_id}", "date"): "date",
+    }
+    for (path, name), date_format in documented.items():
+        operation = schema["paths"][path]["get"]
+        (parameter,) = [parameter for parameter in operation["parameters"] if parameter["name"] == name]
+        assert parameter["schema"]["format"] == date_format, (path, name)
+        assert "empty or malformed value is a 400" in parameter["description"], (path, name)
+        assert "400" in operation["responses"], path
+
+
+def test_request_bodies_allow_no_unknown_fields_and_batch_items_are_submit_bodies(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for body in operation.get("requestBody", {}).get("content", {}).values():
+                name = body["schema"]["$ref"].rsplit("/", 1)[-1]
+                assert components[name]["additionalProperties"] is False, f"{method} {path}"
+
+    items = components["BatchSubmitRequest"]["properties"]["tasks"]["items"]
+    assert items == {"$ref": "#/components/schemas/TaskSubmitRequest"}
 
 
 @pytest.mark.django_db

@@ -139,6 +139,21 @@ def test_the_wsgi_event_stream_replays_after_last_event_id(
     assert anonymous_client.get(f"/api/v1/tasks/{task_id}/events").status_code == 401
 
 
+def test_the_wsgi_event_stream_answers_its_errors_as_json_to_an_event_stream_client(
+    client: APIClient, other_client: APIClient, anonymous_client: APIClient, job_body: Callable
+) -> None:
+    # As documented, and as the ASGI route answers: an SSE client reading the error
+    # must not be told it is an event stream.
+    task_id = submit(client, job_body())
+    url = f"/api/v1/tasks/{task_id}/events"
+
+    for caller, status in ((other_client, 404), (anonymous_client, 401)):
+        response = caller.get(url, HTTP_ACCEPT="text/event-stream")
+        assert response.status_code == status
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["code"] in {"not_found", "not_authenticated"}
+
+
 def test_a_task_websocket_carries_its_events_and_closes_after_the_end(
     asgi_server: LiveServer, stopped_worker: InProcessWorker, client: APIClient, owner_token: str, job_body: Callable
 ) -> None:

@@ -90,9 +90,30 @@ def test_a_batch_accepts_the_valid_jobs_and_reports_the_bad_one(
     assert Task.objects.count() == 2
 
 
+def test_a_batch_refuses_each_item_that_is_not_a_job_alone(client: APIClient, job_body: Callable[..., dict]) -> None:
+    items = [None, job_body(), 7, [], {**job_body(), "colour": "red"}]
+
+    response = client.post("/api/v1/tasks/batch", {"tasks": items}, format="json")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 4)
+    assert [result["status"] for result in body["results"]] == [400, 202, 400, 400, 400]
+    assert [result["index"] for result in body["results"]] == [0, 1, 2, 3, 4]
+    for result in (body["results"][0], body["results"][2], body["results"][3]):
+        assert result["error"]["code"] == "invalid" and result["error"]["detail"] == "Each job must be an object."
+    assert list(body["results"][4]["error"]["fields"]) == ["colour"]
+    assert Task.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({"tasks": []}, "tasks"), ({}, "tasks"), ({"tasks": "all of them"}, "tasks")],
+    [
+        ({"tasks": []}, "tasks"),
+        ({}, "tasks"),
+        ({"tasks": "all of them"}, "tasks"),
+        ({"tasks": [{"task_type": "image_creation", "params": {"prompt": "a"}}], "sync": True}, "sync"),
+    ],
 )
 def test_it_refuses_a_malformed_batch(client: APIClient, payload: dict, field: str) -> None:
     response = client.post("/api/v1/tasks/batch", payload, format="json")

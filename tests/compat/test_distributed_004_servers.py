@@ -307,6 +307,19 @@ def test_stats_refuse_a_bad_date_naming_it(admin: APIClient, path: str) -> None:
     assert "date" in _error(admin.get(f"{path}?date=06/01/2024"), 400, "Invalid request")["fields"]
 
 
+def test_the_documents_clients_may_send_what_back_serv_s_own_api_refuses(admin: APIClient) -> None:
+    # Fields the document does not name, at the top and in the endpoints this route
+    # shares with /api/v1/servers, and an empty date: read as the document's clients
+    # have always been read, though /api/v1 refuses each.
+    endpoints = {**REGISTER["endpoints"], "websocket": "wss://server1.example.com/ws"}
+    response = admin.post("/api/servers", {**REGISTER, "endpoints": endpoints, "region": "eu"}, format="json")
+    assert response.status_code == 201, response.content
+    server_id = response.json()["serverId"]
+    heartbeat = admin.post(f"/api/servers/{server_id}/heartbeat", {**HEARTBEAT, "uptime": 7}, format="json")
+    assert heartbeat.status_code == 200, heartbeat.content
+    assert admin.get("/api/stats/tasks?date=").status_code == 200
+
+
 def test_stats_of_an_unknown_server_are_the_documented_404(admin: APIClient) -> None:
     response = admin.get(f"/api/stats/servers/{UNKNOWN_ID}?date={date.today().isoformat()}")
     assert response.json() == {"error": "Not found", "details": f"Server not found: {UNKNOWN_ID}"}

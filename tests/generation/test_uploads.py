@@ -67,6 +67,14 @@ def test_it_refuses_a_request_without_a_file(client: APIClient) -> None:
     assert "file" in response.json()["fields"]
 
 
+def test_it_refuses_a_form_field_it_does_not_know(client: APIClient) -> None:
+    body = {"file": io.BytesIO(png_bytes(8, 8)), "title": "holiday"}
+    response = client.post("/api/v1/uploads", body, format="multipart")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["title"]
+    assert not Upload.objects.exists()
+
+
 def test_it_refuses_a_file_over_the_size_cap(client: APIClient, settings: Any) -> None:
     settings.GENERATION = {**settings.GENERATION, "INPUT_MAX_BYTES": 500}
     response = post_upload(client, png_bytes(64, 64))

@@ -70,6 +70,24 @@ def test_it_refuses_bad_registrations_naming_the_field(
     assert field in response.json()["fields"]
 
 
+def test_its_bodies_refuse_fields_they_do_not_know(staff_client: APIClient, registered: tuple[Server, str]) -> None:
+    server, key = registered
+    last_heartbeat_at = server.last_heartbeat_at
+    for caller, url, body in (
+        (staff_client, "/api/v1/servers", {**REMOTE, "region": "eu"}),
+        (staff_client, f"/api/v1/servers/{server.pk}/maintenance", {"maintenance": True, "region": "eu"}),
+        (_key_client(key), f"/api/v1/servers/{server.pk}/heartbeat", {"status": "online", "region": "eu"}),
+        (staff_client, "/api/v1/stats/load-balancer/algorithm", {"algorithm": "least-connections", "region": "eu"}),
+    ):
+        response = caller.post(url, body, format="json")
+        assert response.status_code == 400, (url, response.content)
+        assert list(response.json()["fields"]) == ["region"], url
+    server.refresh_from_db()
+    assert not server.maintenance and server.last_heartbeat_at == last_heartbeat_at
+    assert not Server.objects.filter(name=REMOTE["name"]).exists()
+    assert not LoadBalancer.objects.filter(algorithm="least-connections").exists()
+
+
 def test_it_refuses_a_second_server_with_the_same_name(staff_client: APIClient) -> None:
     assert staff_client.post("/api/v1/servers", REMOTE, format="json").status_code == 201
     response = staff_client.post("/api/v1/servers", REMOTE, format="json")

@@ -156,6 +156,7 @@ def test_reports_refuse_bad_input_naming_the_field(claimed: tuple[Task, str]) ->
         ({"progress": 1.5}, "progress"),
         ({}, "state"),
         ({"state": "SUCCESS", "status": "FAILED"}, "state"),
+        ({"state": "STARTED", "eta": 3}, "eta"),
     ):
         response = _key_client(key).put(url, body, format="json")
         assert response.status_code == 400 and field in response.json()["fields"], (body, response.content)

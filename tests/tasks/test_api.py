@@ -71,6 +71,8 @@ def test_submit_accepts_the_names_of_the_served_documents(client: APIClient, bod
         ({"task_type": "image_creation", "params": {"prompt": "a"}, "priority": "high"}, "priority"),
         ({"task_type": "image_creation", "params": {"prompt": "a"}, "kwargs": {"prompt": "b"}}, "kwargs"),
         ({"task_type": "image_creation", "task_name": "video_creation", "params": {"prompt": "a"}}, "task_type"),
+        ({"task_type": "image_creation", "params": {"prompt": "a"}, "colour": 1}, "colour"),
+        ({"task_name": "image_creation", "kwargs": {"prompt": "a"}, "countdown": 5}, "countdown"),
     ],
 )
 def test_it_refuses_bad_input_naming_the_field(client: APIClient, body: dict[str, Any], field: str) -> None:
@@ -154,6 +156,17 @@ def test_a_bad_filter_value_is_a_400_naming_it(client: APIClient) -> None:
     response = client.get(SUBMIT, {"state": "SLEEPING"})
     assert response.status_code == 400
     assert "state" in response.json()["fields"]
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry"])
+def test_the_actions_refuse_body_fields(client: APIClient, action: str) -> None:
+    task_id = _submit(client).json()["task_id"]
+
+    response = client.post(f"{SUBMIT}/{task_id}/{action}", {"force": True}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["force"]
+    assert Task.objects.get(pk=task_id).state == TaskState.PENDING
 
 
 def test_cancel_of_a_queued_job_revokes_it(client: APIClient) -> None:

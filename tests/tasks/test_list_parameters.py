@@ -46,3 +46,15 @@ def test_it_refuses_a_moment_with_no_utc_equivalent(client: APIClient) -> None:
 
     assert response.status_code == 400
     assert list(response.json()["fields"]) == ["submitted_after"]
+
+
+@pytest.mark.parametrize("name", ["submitted_after", "submitted_before"])
+@pytest.mark.parametrize("value", ["", " ", "yesterday", "2026-13-01T00:00:00Z"])
+def test_it_refuses_an_empty_or_malformed_date_filter_naming_it(client: APIClient, name: str, value: str) -> None:
+    response = client.get(f"/api/v1/tasks?{name}={value}")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert list(body["fields"]) == [name]
+    assert body["detail"].startswith(f"{name}: ")

@@ -77,6 +77,18 @@ def test_no_date_means_today(staff_client: APIClient) -> None:
     assert staff_client.get("/api/v1/stats/hourly").status_code == 200
 
 
+@pytest.mark.parametrize("route", ["/api/v1/stats/tasks", "/api/v1/stats/hourly", "/api/v1/stats/servers/{id}"])
+@pytest.mark.parametrize("value", ["", "14/03/2026"])
+def test_it_refuses_an_empty_or_malformed_date_naming_it(staff_client: APIClient, route: str, value: str) -> None:
+    server = server_register(name="gpu-a", capabilities=["image_creation"], predict_url="http://a.example/p").server
+
+    response = staff_client.get(f"{route.format(id=server.pk)}?date={value}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert list(response.json()["fields"]) == ["date"]
+
+
 def _server(name: str, *, registered: datetime = DAY) -> Server:
     server = server_register(name=name, kind=ServerKind.WORKER, capabilities=["image_creation"]).server
     Server.objects.filter(pk=server.pk).update(registered_at=registered)
