@@ -412,6 +412,9 @@ SERVERS = {
     # jobs are POSTed to them.
     "CALLBACK_BASE_URL": env_str("BACKSERV_CALLBACK_BASE_URL", PUBLIC_BASE_URL or "http://127.0.0.1:8000"),
     "REMOTE_TIMEOUT_SECONDS": env_float("BACKSERV_REMOTE_TIMEOUT_SECONDS", 10.0),
+    # Health checks of remote servers run side by side, each given at most this long:
+    # one that hangs must not hold the sweep.
+    "HEALTH_TIMEOUT_SECONDS": env_float("BACKSERV_HEALTH_TIMEOUT_SECONDS", 2.0),
     "REMOTE_RETRIES": env_int("BACKSERV_REMOTE_RETRIES", 3),
     "REMOTE_RETRY_BACKOFF_SECONDS": env_float("BACKSERV_REMOTE_RETRY_BACKOFF_SECONDS", 1.0),
 }

@@ -4,6 +4,7 @@ PUT /api/v1/tasks/{id} and their server key."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 from uuid import UUID
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from servers.models import Server, ServerKind, ServerStatus
-from servers.services import server_liveness_set
+from servers.services import server_liveness_set, servers_release_jobs
 from tasks import services as task_services
 from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, Task, TaskState
@@ -48,7 +49,15 @@ def task_forward(*, task_id: UUID | str) -> bool:
         "attempt": task.attempts,
         "callback_url": task_callback_url(task.pk),
     }
-    response = _post_with_retries(server.predict_url, payload, headers=server_auth_headers(server))
+    try:
+        response = _post_with_retries(server.predict_url, payload, headers=server_auth_headers(server))
+    except ServerRefused as error:
+        # Nothing listens there: the server is down, not slow. Its jobs, this one
+        # included, go to other capacity now, not once its heartbeats are missed.
+        logger.warning("server %s refused the connection (%s): offline", server.name, error)
+        server_liveness_set(server_id=server.pk, status=ServerStatus.OFFLINE)
+        servers_release_jobs(server=server, reason=f"server {server.name} refused the connection")
+        return False
     if response is not None and response.ok:
         logger.info("task %s forwarded to %s", task.pk, server.name)
         return True
@@ -66,13 +75,39 @@ def server_auth_headers(server: Server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
 
 
+class ServerRefused(Exception):
+    """The server's address answered no connection (nothing listens, or no such host)."""
+
+
+_sessions = threading.local()
+
+
+def remote_session() -> requests.Session:
+    """This thread's HTTP session: its connections to the servers are kept and reused."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
+
+
 def _post_with_retries(url: str, payload: dict[str, Any], *, headers: dict[str, str]) -> requests.Response | None:
+    """The server's answer, or None when it kept failing (timeouts, 5xx, 429). Raises
+    ServerRefused when no connection could be opened: retrying that only held the
+    worker thread for seconds."""
     config = settings.SERVERS
     attempts = max(1, config["REMOTE_RETRIES"] + 1)
     response: requests.Response | None = None
     for attempt in range(attempts):
         try:
-            response = requests.post(url, json=payload, headers=headers, timeout=config["REMOTE_TIMEOUT_SECONDS"])
+            response = remote_session().post(
+                url, json=payload, headers=headers, timeout=config["REMOTE_TIMEOUT_SECONDS"]
+            )
+        except requests.ConnectionError as error:
+            # A connect timeout is a ConnectionError too: a slow server, worth another try.
+            if not isinstance(error, requests.Timeout):
+                raise ServerRefused(str(error)) from error
+            logger.warning("POST %s timed out, attempt %d of %d", url, attempt + 1, attempts)
+            response = None
         except requests.RequestException as error:
             logger.warning("POST %s failed (%s), attempt %d of %d", url, error, attempt + 1, attempts)
             response = None

@@ -3,7 +3,10 @@ HTTP with its server key; health checks; the state rules of its reports."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -95,6 +98,53 @@ def test_an_unreachable_remote_server_gets_degraded_and_its_job_waits_for_anothe
     assert len(remote_gpu.jobs) == 4
     assert task.state == TaskState.PENDING and task.attempts == 1 and task.wait_reason == WAITING_FOR_SERVER
     assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.DEGRADED
+
+
+def test_a_remote_server_that_refuses_the_connection_goes_offline_at_once_with_its_jobs(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu
+) -> None:
+    issued = _register_remote(remote_gpu)
+    remote_gpu.close()  # nothing listens at its address any more
+    first, second = _submit(owner), _submit(owner)
+    worker.drain()
+
+    # No retries against a closed port: offline now, not degraded after seconds of them,
+    # and both jobs given back to wait for other capacity.
+    assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.OFFLINE
+    for task in (first, second):
+        task.refresh_from_db()
+        assert (task.state, task.wait_reason, task.server_id) == (TaskState.PENDING, WAITING_FOR_SERVER, None)
+
+
+def test_health_checks_run_side_by_side_each_within_its_timeout(db: None, settings: Any) -> None:
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            release.wait(10)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        settings.SERVERS = {**settings.SERVERS, "HEALTH_TIMEOUT_SECONDS": 1.0, "REMOTE_TIMEOUT_SECONDS": 10.0}
+        for index in range(4):
+            server_register(
+                name=f"hanging-{index}", predict_url=f"{url}/predict", health_url=f"{url}/health", capabilities=[]
+            )
+        Server.objects.update(last_heartbeat_at=timezone.now() - timedelta(minutes=5), status=ServerStatus.ONLINE)
+        started = time.monotonic()
+        assert servers_poll_health() == 4
+        # One timeout, not four in a row.
+        assert time.monotonic() - started < 3
+        assert set(Server.objects.values_list("status", flat=True)) == {ServerStatus.DEGRADED}
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_health_checks_count_as_heartbeats_and_failures_degrade(remote_gpu: RemoteGpu, db: None) -> None:
