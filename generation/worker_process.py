@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import connection
 
 from backserv_site.db import connection_work
+from servers.routing import local_workers_present
 from tasks import notify
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,9 @@ def serve_parent(link: socket.socket, threads: int) -> None:
                 logger.debug("could not reach the server", exc_info=True)
 
     notify.relays.append(lambda keys: send({"notify": keys}))
+    if not settings.SERVERS["REGISTER_WORKERS"]:
+        # As the server that started it: its routing passes send overflow to it too.
+        local_workers_present()
     if settings.GENERATION["PRELOAD_MODELS"]:
         with connection_work():
             logger.info("preloaded models: %s", ", ".join(preload_models()) or "none")

@@ -8,8 +8,9 @@ from django.conf import settings
 
 @dramatiq.actor(
     actor_name="forward_task",
-    # Forwarding is an HTTP call, not GPU work: every worker's shared queue takes it.
-    queue_name=settings.BACKSERV["QUEUE_NAME"],
+    # An HTTP call, not GPU work: on the queue of outbound calls (with the webhooks), so
+    # a forward never waits behind a GPU job nor holds a GPU worker's thread.
+    queue_name=settings.BACKSERV["WEBHOOK_QUEUE"],
     max_retries=3,
     min_backoff=1000,
     max_backoff=30000,

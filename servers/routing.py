@@ -190,9 +190,11 @@ class Router:
 
     def route(self, *, task_type: str, group: str, capabilities: list[str]) -> Route:
         server = self.choose(task_type=task_type, group=group, capabilities=capabilities)
-        if server is None:
-            return _waiting_route()
-        return Route(server=server, queue_name=server.queue_name)
+        if server is not None:
+            return Route(server=server, queue_name=server.queue_name)
+        if _local_workers and not capabilities and not group:
+            return _shared_route()
+        return _waiting_route()
 
     def save(self) -> None:
         known = {str(server.pk) for server in self.ring}
@@ -209,6 +211,19 @@ def server_runs(server: Server, *, task_type: str, capabilities: list[str]) -> b
     if capabilities:
         return server.kind == ServerKind.REMOTE and set(capabilities) <= set(server.capabilities)
     return task_type in server.capabilities
+
+
+# Whether this process belongs to a server whose own worker threads, unregistered,
+# consume the shared queue (`manage.py serve`, the embedded mode): a job of ours that no
+# registered server can take now (all offline, in maintenance or full) then goes to them
+# rather than waiting while they idle. A fleet's workers register: there a job waits
+# for a free slot. Set by serve and its GPU worker process (local_workers_present).
+_local_workers = False
+
+
+def local_workers_present(present: bool = True) -> None:
+    global _local_workers
+    _local_workers = present
 
 
 def _serverless_route(capabilities: list[str]) -> Route:
@@ -305,13 +320,13 @@ def tasks_route_waiting(*, limit: int = 500) -> int:
         # Only about as many as there are free slots: a finished job frees one slot, and
         # reading hundreds of waiting rows for it cost more than the job's own writes.
         # The margin covers jobs no free server may run (capabilities, groups).
-        candidates = min(limit, router.free_slots() * 4)
+        candidates = limit if _local_workers else min(limit, router.free_slots() * 4)
         chosen: list[tuple[Task, Route]] = []
         for task in _best_waiting(candidates):
-            if not router.has_capacity():
+            if not _local_workers and not router.has_capacity():
                 break
             route = router.route(task_type=task.task_type, group=task.group, capabilities=task.capabilities)
-            if route.server is not None:
+            if route.queue_name:
                 chosen.append((task, route))
         router.save()
         return _route_all(chosen)

@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import dramatiq
 import pytest
 import requests
 from django.utils import timezone
+from dramatiq.brokers.stub import StubBroker
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from servers.models import Server, ServerStatus
 from servers.monitor import servers_poll_health
 from servers.remote import remote_worker_name
+from servers.routing import local_workers_present, shared_queue_name
 from servers.services import IssuedServer, server_register, servers_mark_silent_offline
 from tasks import services
 from tasks.models import TERMINAL_STATES, WAITING_FOR_SERVER, Task, TaskState
-from tests.conftest import InProcessWorker, wait_for_state
-from tests.servers.conftest import RemoteGpu
+from tests.conftest import InProcessWorker, forget_worker, wait_for_state
+from tests.servers.conftest import RemoteGpu, boot_once
 
 
 def _register_remote(remote: RemoteGpu, **fields: Any) -> IssuedServer:
@@ -114,6 +118,65 @@ def test_a_remote_server_that_refuses_the_connection_goes_offline_at_once_with_i
     for task in (first, second):
         task.refresh_from_db()
         assert (task.state, task.wait_reason, task.server_id) == (TaskState.PENDING, WAITING_FOR_SERVER, None)
+
+
+def test_forwards_go_on_the_outbound_queue_not_behind_gpu_work(
+    owner: User, broker: StubBroker, remote_gpu: RemoteGpu, settings: Any, transactional_db: None
+) -> None:
+    import generation.actors  # noqa: F401
+    import servers.actors  # noqa: F401
+
+    _register_remote(remote_gpu)
+    boot_once(broker)
+    gpu_only = dramatiq.Worker(broker, queues={settings.BACKSERV["QUEUE_NAME"]}, worker_threads=1, worker_timeout=50)
+    gpu_only.start()
+    try:
+        task = _submit(owner)
+        time.sleep(1)
+        # A worker of GPU jobs alone never makes the HTTP call...
+        assert remote_gpu.jobs == [] and Task.objects.get(pk=task.pk).state == TaskState.PENDING
+    finally:
+        gpu_only.stop()
+        forget_worker(broker, gpu_only)
+    outbound = dramatiq.Worker(broker, queues={settings.BACKSERV["WEBHOOK_QUEUE"]}, worker_threads=1, worker_timeout=50)
+    outbound.start()
+    try:
+        # ...the outbound one does.
+        assert wait_for_state(task.pk, {TaskState.RECEIVED}).worker == remote_worker_name(Server.objects.get())
+        assert [job["task_id"] for job in remote_gpu.jobs] == [str(task.pk)]
+    finally:
+        outbound.stop()
+        forget_worker(broker, outbound)
+
+
+@pytest.fixture
+def embedded_workers() -> Iterator[None]:
+    """As `manage.py serve` declares its own unregistered worker threads."""
+    local_workers_present()
+    yield
+    local_workers_present(False)
+
+
+def test_the_embedded_servers_own_workers_take_what_no_registered_server_can(
+    owner: User, worker: InProcessWorker, remote_gpu: RemoteGpu, embedded_workers: None
+) -> None:
+    issued = _register_remote(remote_gpu)
+    remote_gpu.close()  # the only registered server is gone
+    params = {"prompt": "a fox", "seed": 1, "width": 64, "height": 64, "steps": 2}
+    refused = services.task_submit(owner=owner, task_type="image_creation", params=params)
+    # Its forward was refused: the server went offline and the job came back to the
+    # local workers, which ran it, instead of waiting for a server while they idled.
+    done = worker.wait_for(refused.pk)
+    assert (done.state, done.server_id) == (TaskState.SUCCESS, None)
+    assert not done.worker.startswith("remote:")
+    assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.OFFLINE
+    # Later jobs go to them at once.
+    later = services.task_submit(owner=owner, task_type="image_creation", params=params)
+    assert later.wait_reason == "" and later.queue_name == shared_queue_name()
+    assert worker.wait_for(later.pk).state == TaskState.SUCCESS
+    # A job asking for a group of servers still waits for one.
+    grouped = services.task_submit(owner=owner, task_type="image_creation", params=params, group="studio-a")
+    assert grouped.wait_reason == WAITING_FOR_SERVER
 
 
 def test_health_checks_run_side_by_side_each_within_its_timeout(db: None, settings: Any) -> None:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from generation import worker_process
+from servers.routing import local_workers_present
 from tasks.services import tasks_recover_after_restart
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class Command(BaseCommand):
         import generation.actors  # noqa: F401  (registers the actors on the broker)
         import tasks.actors  # noqa: F401
 
+        if not settings.SERVERS["REGISTER_WORKERS"]:
+            # These threads take what no registered server can (servers.routing).
+            local_workers_present()
         if not settings.DISTRIBUTED:
             # Only this process runs jobs in embedded mode, so whatever the last run left
             # claimed is orphaned; and the in-process broker lost its messages.
