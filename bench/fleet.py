@@ -13,8 +13,6 @@ worker, so the figures do not include the benchmark's own polling).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,18 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from processes import Process, free_port
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/backserv_bench_fleet"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"
 SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnop"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fleet_env(**overrides: str) -> dict[str, str]:
@@ -90,31 +83,8 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
-class Process:
-    def __init__(self, args: list[str], env: dict[str, str], name: str):
-        self.log = Path(tempfile.gettempdir()) / f"backserv-bench-{name}.log"
-        self._handle = self.log.open("wb")
-        self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            # SIGTERM to the leader only, as an operator stops it: it passes the signal
-            # on to its own children. Sent to the whole group as well, a dramatiq
-            # worker process gets it twice, which means "kill yourself now": it then
-            # skips its clean shutdown and its server stays registered online in the
-            # bench database, where the next benchmark's submits are routed to it.
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        self._handle.close()
+def _log(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"backserv-bench-{name}.log"
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.05) -> Any:
@@ -158,11 +128,11 @@ class Fleet:
         self.session.headers["Authorization"] = f"Bearer {token.splitlines()[-1]}"
         uvicorn = [sys.executable, "-m", "uvicorn", "backserv_site.asgi:application", "--port", str(self.port)]
         uvicorn += ["--workers", str(self.api_workers), "--log-level", "warning", "--no-access-log"]
-        self.processes.append(Process(uvicorn, self.env, "api"))
+        self.processes.append(Process(uvicorn, self.env, _log("api")))
         if self.with_worker:
             worker = [sys.executable, "manage.py", "rundramatiq", "--processes", "1"]
             worker += ["--threads", str(self.worker_threads)]
-            self.processes.append(Process(worker, self.worker_env, "worker"))
+            self.processes.append(Process(worker, self.worker_env, _log("worker")))
         try:
             wait_until(self._healthy, timeout=60, what="the API")
             if self.with_worker:

@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from processes import Process, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def kill_group(pid: int) -> None:
@@ -41,21 +37,14 @@ class StepFailed(Exception):
     """A step of the bench crashed or a job did not succeed."""
 
 
-class Server:
+class Server(Process):
     """One `manage.py serve` (API, broker and worker in one process, SQLite)."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._handle = log.open("wb")
         command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
+        super().__init__(command, env, log)
 
     def wait_healthy(self, timeout: float) -> None:
         import requests
@@ -71,17 +60,8 @@ class Server:
                 raise StepFailed(f"serve not healthy after {timeout}s; log: {self.log}\n{tail(self.log)}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
-        if self.alive():
-            # SIGTERM to the leader only, as an operator stops it: it passes it on to
-            # its own children (a worker process), which a second signal would kill
-            # without their clean shutdown (see bench/fleet.py).
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(60)
-            except subprocess.TimeoutExpired:
-                kill_group(self.popen.pid)
-                self.popen.wait(10)
+    def stop(self, timeout: float = 60) -> None:
+        super().stop(timeout)
         # A child the leader did not take down with it would hold the GPU through the
         # next run. The GPU worker process has a session of its own: found by its pid.
         deadline = time.monotonic() + 30
@@ -95,7 +75,6 @@ class Server:
             if worker_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        self._handle.close()
 
     def worker_pids(self) -> list[int]:
         """The GPU worker processes the server said it started (GENERATION_WORKER_PROCESS)."""
