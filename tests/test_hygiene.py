@@ -23,7 +23,7 @@ from accounts.services import api_token_create, api_token_revoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The production environment README documents for the distributed configuration.
+# The production environment docs/fleet.md documents for the distributed configuration.
 PRODUCTION_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "backserv.example.com",

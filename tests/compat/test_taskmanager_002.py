@@ -148,7 +148,7 @@ def test_it_refuses_anonymous_callers_with_a_detail(anonymous_client: APIClient)
 
 def test_health_has_the_documents_fields() -> None:
     body = Client().get("/health").json()
-    # "ok", not the document's "healthy": Back.Serv's own API answers "ok" (see README).
+    # "ok", not the document's "healthy": Back.Serv's own API answers "ok" (see docs/api.md).
     assert body["status"] == "ok"
     assert body["service"] and body["version"] == "0.1.0"
 
