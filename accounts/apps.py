@@ -8,7 +8,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts.logging import install_access_log_redaction
+        from accounts import schema  # noqa: F401  (registers the OpenAPI auth schemes)
+        from backserv_site.redaction import install_access_log_redaction
 
         # On the logger objects themselves: uvicorn configures its own handlers before
         # or after Django starts, and logger filters survive either order.

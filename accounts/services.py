@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import DEFAULT_SCOPES, ApiToken, Scope, User
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 

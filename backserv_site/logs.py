@@ -1,7 +1,7 @@
 """Log formatters. A log call's `extra` fields are the event's structured data: a state
 change logs task_id, task_type, worker, duration, ... and these formatters write them
 as key=value pairs or as one JSON object, so a log shipper needs no regular expressions.
-Both redact credentials in query strings from the whole line (accounts.logging)."""
+Both redact credentials in query strings from the whole line (backserv_site.redaction)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from accounts.logging import redact
+from backserv_site.redaction import redact
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -24,7 +24,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.http import urlencode
 from django.views.decorators.http import require_safe
 
-from tasks.api.errors import error_body
+from backserv_site.error_bodies import error_body
 
 _SIGNER_SALT = "backserv.media"
 

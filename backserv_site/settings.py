@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "tasks",
     "generation",
     "servers",
+    # The composition root: `serve` (the API with workers in one process), reset_metrics.
+    "backserv_site",
 ]
 
 MIDDLEWARE = [
@@ -223,10 +225,10 @@ REST_FRAMEWORK = {
         "task_create": env_rate("RATE_LIMIT_TASK_CREATE", "50/min"),
         "server_registration": env_rate("RATE_LIMIT_SERVER_REGISTRATION", "10/min"),
     },
-    "DEFAULT_PAGINATION_CLASS": "tasks.api.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "backserv_site.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "EXCEPTION_HANDLER": "tasks.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "backserv_site.error_bodies.exception_handler",
     # JSON bodies nested past backserv_site.parsers.MAX_JSON_DEPTH are a 400.
     "DEFAULT_PARSER_CLASSES": [
         "backserv_site.parsers.JSONParser",

@@ -6,17 +6,19 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from backserv_site.dashboard import dashboard_page
+from backserv_site.error_bodies import error_body
 from backserv_site.health import health
 from backserv_site.media import media_file
 from backserv_site.metrics import metrics
-from tasks.api.errors import error_body
 from tasks.compat.distributed import django_error
 from tasks.compat.distributed_docs import DocumentsSwaggerView, openapi_view
-from tasks.dashboard import dashboard_page
 
 urlpatterns = [
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
+    # The operator dashboard, in the admin beside the jobs' list (which links to it).
+    path("admin/tasks/task/dashboard/", dashboard_page, name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),
     path("api/v1/", include("accounts.api.urls")),

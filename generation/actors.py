@@ -8,6 +8,8 @@ from django.conf import settings
 from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 
+from tasks.dispatch import Destination
+
 # Dramatiq's own limit cannot interrupt a long C/CUDA call; deadlines are enforced by
 # the step callback. This is only a backstop far beyond any real job.
 _BACKSTOP_MS = 24 * 3600 * 1000
@@ -37,3 +39,14 @@ def run_task(task_id: str) -> None:
     from generation.runner import execute_message
 
     execute_message(task_id, queue_name=queue_name)
+
+
+def run_task_send(task_id: str, destination: Destination, delay_ms: int | None) -> None:
+    """A job's "run task X" message to the local workers' queue it is routed to
+    (installed as tasks.dispatch's sender for them by generation.apps)."""
+    message = run_task.message(task_id)
+    if message.queue_name != destination.queue_name:
+        # The actor is declared on the shared queue; a server's own queue takes a copy.
+        run_task.broker.declare_queue(destination.queue_name)
+        message = message.copy(queue_name=destination.queue_name)
+    run_task.broker.enqueue(message, delay=delay_ms)

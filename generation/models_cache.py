@@ -63,10 +63,8 @@ def cpu_threads() -> int | None:
 
     torch takes every core by default, and its threads wait for each other at every
     operation: when the API or the database takes one of the cores, every operation
-    waits for the thread that lost it. On a 2-core machine running the whole fleet, a
-    round's first job (the one run while the API took the round's submits) took about
-    250 ms with 2 threads and 55-85 ms with 1; the tiny model alone ran 36-41 ms a job
-    on 1 thread and 43-46 ms on 2 (bench/overhead.py)."""
+    waits for the thread that lost it (measured: bench/README.md, "Measurements behind
+    the design")."""
     configured = settings.GENERATION["CPU_THREADS"]
     if configured > 0:
         return configured

@@ -121,8 +121,8 @@ def _route_freed_slots() -> None:
     takes without waiting for its message).
 
     It runs here, between runs, not beside the next one: its Python time held the GIL
-    the pipeline thread needed, and beside a run of 35 ms (a tiny model on a CPU) a
-    pass of 3 ms of CPU made the run 7 ms longer; between runs it costs its own time."""
+    the pipeline thread needed and made the run longer by more than its own time
+    (bench/README.md, "Measurements behind the design"); between runs it costs only that."""
     try:
         tasks_route_waiting()
     except Exception:

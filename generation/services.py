@@ -13,11 +13,11 @@ from django.db import transaction
 from PIL import Image
 
 from accounts.models import User
+from backserv_site.errors import InvalidInput
 from generation import specs
 from generation.inputs import open_image
 from generation.models import GenerationDefaults, StudioGeneration, Upload
 from generation.selectors import generation_defaults_effective
-from tasks.errors import InvalidInput
 from tasks.services import task_submit
 
 logger = logging.getLogger(__name__)

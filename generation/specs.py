@@ -17,10 +17,10 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from backserv_site.errors import InvalidInput, flatten_validation_errors
 from backserv_site.serializers import RefusesUnknownFields
 from generation.delivery import OutputUrlField
 from generation.inputs import ImageInputField
-from tasks.errors import InvalidInput, flatten_validation_errors
 
 MAX_SEED = 2**32 - 1
 UPSCALE_FACTORS = (2, 4)

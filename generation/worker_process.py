@@ -3,10 +3,9 @@
 The thread that launches a GPU's kernels must not share its interpreter with a web
 server. Torch lets go of the GIL around every kernel launch; when another thread is
 computing in Python (serving a request), the launching thread gets it back only when
-that thread yields it, up to the switch interval (5 ms) later. A denoising step makes
-hundreds of launches: on an H200, eager SD-1.5 beside one busy Python thread ran over
-ten times slower, and 16 clients polling the embedded server every 100 ms halved the
-system's jobs/s.
+that thread yields it, up to the switch interval (5 ms) later, and a denoising step
+makes hundreds of launches (what that cost on an H200: bench/README.md, "Measurements
+behind the design").
 
 So `serve` keeps its HTTP server, in-process broker and worker threads, and each "run
 task X" message its worker threads take is executed by this child process: the thread

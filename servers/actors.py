@@ -5,6 +5,8 @@ from __future__ import annotations
 import dramatiq
 from django.conf import settings
 
+from tasks.dispatch import Destination
+
 
 @dramatiq.actor(
     actor_name="forward_task",
@@ -19,3 +21,9 @@ def forward_task(task_id: str) -> None:
     from servers.remote import task_forward
 
     task_forward(task_id=task_id)
+
+
+def forward_task_send(task_id: str, destination: Destination, delay_ms: int | None) -> None:
+    """A job routed to a remote server, to the forwarder (installed as tasks.dispatch's
+    sender for remote destinations by servers.apps)."""
+    forward_task.send_with_options(args=(task_id,), delay=delay_ms)

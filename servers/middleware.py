@@ -21,6 +21,10 @@ def _configured_batch_size() -> int:
 # the device an "auto" size depends on, installs its own (generation.apps).
 worker_batch_size: Callable[[], int] = _configured_batch_size
 
+# The task types a worker of this process can run, which it offers when it registers.
+# The generation app, which knows the pipelines' libraries and models, installs its own.
+worker_capabilities: Callable[[], list[str]] = list
+
 
 def worker_runs_jobs(worker: dramatiq.Worker) -> bool:
     """Whether a worker takes generation jobs: it consumes every queue, or the shared
@@ -46,7 +50,7 @@ class ServerPresenceMiddleware(dramatiq.Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if not settings.SERVERS["REGISTER_WORKERS"] or not worker_runs_jobs(worker):
             return
-        from servers.presence import ServerPresence, worker_capabilities, worker_server_name
+        from servers.presence import ServerPresence, worker_server_name
 
         # Each thread runs up to a batch of jobs in one pipeline call: holding fewer
         # would keep batches from forming on a fleet's workers. The backlog's batches

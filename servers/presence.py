@@ -4,7 +4,6 @@ from a side thread, and goes offline when it stops cleanly."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import socket
@@ -17,10 +16,9 @@ from django.conf import settings
 from django.db import connection
 
 from backserv_site.db import connection_work
-from generation.specs import TASK_TYPES
+from backserv_site.errors import StateConflict
 from servers.models import Server
 from servers.services import server_go_offline, server_heartbeat, server_register_worker
-from tasks.errors import StateConflict
 from tasks.models import ACTIVE_STATES, Task
 
 logger = logging.getLogger(__name__)
@@ -33,30 +31,6 @@ def worker_server_name() -> str:
     host = socket.gethostname()
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     return f"{host}-gpu{gpu}" if gpu else host
-
-
-def worker_capabilities() -> list[str]:
-    """The task types this machine can run: those whose libraries are installed and
-    whose model folder it has, or whose model depends on each job's params or that need
-    none (face swap; upscale, which can always run its lanczos method)."""
-    configured = settings.GENERATION["MODELS"]
-
-    def has_model(name: str) -> bool:
-        return bool(configured.get(name)) and Path(configured[name]).exists()
-
-    return [
-        spec.name
-        for spec in TASK_TYPES.values()
-        if all(library_installed(library) for library in spec.libraries)
-        and (spec.model_for is not None or has_model(spec.name))
-    ]
-
-
-def library_installed(name: str) -> bool:
-    """Whether `import name` would find it, without importing it (torch takes seconds)."""
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    return importlib.util.find_spec(name) is not None
 
 
 def worker_metrics() -> dict[str, Any]:

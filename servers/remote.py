@@ -13,10 +13,10 @@ import requests
 from django.conf import settings
 from django.db.models import Q
 
+from backserv_site.errors import InvalidInput, StateConflict
 from servers.models import Server, ServerKind, ServerStatus
 from servers.services import server_liveness_set, servers_release_jobs
 from tasks import services as task_services
-from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 logger = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from generation.specs import TASK_TYPES
+from backserv_site.errors import InvalidInput, StateConflict
 from servers.keys import server_key_new
 from servers.models import Algorithm, Server, ServerKind, ServerStatus, ServerStatusChange
 from servers.routing import load_balancer_locked, route_waiting_on_commit, shared_queue_name
 from tasks import services as task_services
+from tasks import task_types
 from tasks.dispatch import dispatch_on_commit
-from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 logger = logging.getLogger(__name__)
@@ -59,11 +59,13 @@ def server_liveness_set(
 
 
 def _validate_capabilities(capabilities: list[str]) -> list[str]:
-    unknown = sorted(set(capabilities) - set(TASK_TYPES))
+    unknown = sorted(set(capabilities) - set(task_types.names()))
     if unknown:
         raise InvalidInput(
             f"capabilities: unknown task type(s) {', '.join(unknown)}.",
-            fields={"capabilities": [f"Unknown task type(s): {', '.join(unknown)}. Known: {', '.join(TASK_TYPES)}."]},
+            fields={
+                "capabilities": [f"Unknown task type(s): {', '.join(unknown)}. Known: {', '.join(task_types.names())}."]
+            },
         )
     return sorted(set(capabilities))
 

@@ -10,16 +10,15 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_dramatiq.models import Task as DramatiqMessage
 
+from backserv_site.errors import StateConflict
 from backserv_site.media import media_url
 from tasks import selectors, services
-from tasks.dashboard import STATE_COLORS, dashboard_view
-from tasks.errors import StateConflict
+from tasks.charts import STATE_COLORS
 from tasks.models import Task, TaskEvent, TaskState, WebhookAttempt, WebhookDelivery
 from tasks.webhooks import webhook_redeliver
 
@@ -132,10 +131,6 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False
-
-    def get_urls(self) -> list[URLPattern]:
-        dashboard = path("dashboard/", self.admin_site.admin_view(dashboard_view), name="tasks_dashboard")
-        return [dashboard, *super().get_urls()]
 
     # Columns ------------------------------------------------------------------------
 

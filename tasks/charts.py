@@ -9,8 +9,22 @@ from dataclasses import dataclass
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from tasks.models import TaskState
+
 _WIDTH, _HEIGHT = 720, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 12, 12, 36
+
+
+# A job state's colour in every chart and list.
+STATE_COLORS = {
+    TaskState.PENDING: "#9e9e9e",
+    TaskState.RECEIVED: "#64b5f6",
+    TaskState.STARTED: "#1e88e5",
+    TaskState.SUCCESS: "#43a047",
+    TaskState.FAILURE: "#e53935",
+    TaskState.TIMEOUT: "#fb8c00",
+    TaskState.REVOKED: "#6d4c41",
+}
 
 
 @dataclass(frozen=True)

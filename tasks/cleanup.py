@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Q
 
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 from tasks.models import TERMINAL_STATES, Task
 from tasks.storage import task_files_delete, task_files_size
 

@@ -4,12 +4,18 @@ or lose it (the sweep re-sends for jobs nobody claimed).
 
 A job's message goes to its route's queue: a registered worker's own queue, the shared
 queue (embedded mode), or, for a job routed to a remote GPU server, the forwarding
-actor's queue."""
+actor's queue.
+
+Routing is the servers app's and the actors are the apps' above this one: each installs
+its part here in its AppConfig.ready() (servers: `routing` and the remote sender;
+generation: the local sender), so the jobs layer never imports them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db import transaction
@@ -21,6 +27,60 @@ logger = logging.getLogger(__name__)
 class Destination:
     queue_name: str
     remote: bool = False
+
+
+class Route(Protocol):
+    """Where a new job goes: the fields it is saved with, the queue its message goes to
+    (None: it waits for a server), and what its SUBMITTED event says of it."""
+
+    @property
+    def destination(self) -> Destination | None: ...
+
+    def task_fields(self) -> dict[str, Any]: ...
+
+    def event_data(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What the jobs layer asks of the servers app (servers.routing, servers.selectors)."""
+
+    # (task_type=, group=, capabilities=) -> the new job's route.
+    route_new_task: Callable[..., Route]
+    # (task_id=) -> where a PENDING job's message goes now, or None (it waits).
+    task_destination: Callable[..., Destination | None]
+    # A job ended: after commit, its server's free slot may take a waiting job.
+    route_waiting_on_commit: Callable[[], None]
+    # The registered remote servers declaring every one of these capabilities.
+    remote_servers_declaring: Callable[[Iterable[str]], list[Any]]
+    # Every capability some remote server declares.
+    remote_capabilities_declared: Callable[[], set[str]]
+
+
+def _not_installed(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("No routing is installed: is the servers app in INSTALLED_APPS?")
+
+
+routing = Routing(_not_installed, _not_installed, _not_installed, _not_installed, _not_installed)
+
+# Send "run task X" to a destination's queue: (task_id, destination, delay_ms). The local
+# workers' sender (remote=False) is generation's; the forwarder's (remote=True), servers'.
+Sender = Callable[[str, Destination, int | None], None]
+senders: dict[bool, Sender] = {}
+
+
+def install_routing(installed: Routing) -> None:
+    global routing
+    routing = installed
+
+
+def install_sender(*, remote: bool, send: Sender) -> None:
+    senders[remote] = send
+
+
+def route_waiting_on_commit() -> None:
+    """A job ended: after commit, its server's free slot may take a waiting job."""
+    routing.route_waiting_on_commit()
 
 
 def dispatch_on_commit(
@@ -35,9 +95,7 @@ def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None,
     given; without a known destination, route the job first (it may be waiting for a
     server, or its server may have gone)."""
     if destination is None:
-        from servers.routing import task_destination
-
-        destination = task_destination(task_id=task_id)
+        destination = routing.task_destination(task_id=task_id)
         if destination is None:
             return False
     try:
@@ -54,16 +112,8 @@ def dispatch_now(*, task_id: UUID | str, destination: Destination | None = None,
 
 
 def _send(*, task_id: str, destination: Destination, delay_ms: int | None) -> None:
-    if destination.remote:
-        from servers.actors import forward_task
-
-        forward_task.send_with_options(args=(task_id,), delay=delay_ms)
-        return
-    from generation.actors import run_task
-
-    message = run_task.message(task_id)
-    if message.queue_name != destination.queue_name:
-        # The actor is declared on the shared queue; a server's own queue takes a copy.
-        run_task.broker.declare_queue(destination.queue_name)
-        message = message.copy(queue_name=destination.queue_name)
-    run_task.broker.enqueue(message, delay=delay_ms)
+    send = senders.get(destination.remote)
+    if send is None:
+        side = "remote servers'" if destination.remote else "local workers'"
+        raise RuntimeError(f"No sender for the {side} queues is installed")
+    send(task_id, destination, delay_ms)

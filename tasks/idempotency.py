@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from tasks.errors import StateConflict
+from backserv_site.errors import StateConflict
 from tasks.models import Task
 from tasks.services import task_submit
 

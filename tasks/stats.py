@@ -15,8 +15,6 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q,
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from servers.models import Server
-from servers.selectors import server_uptime
 from tasks.models import ACTIVE_STATES, TERMINAL_STATES, UNFINISHED_STATES, Task, TaskState
 from tasks.selectors import tasks_queued_by_type
 
@@ -24,7 +22,7 @@ _RUN_TIME = ExpressionWrapper(F("completed_at") - F("started_at"), output_field=
 _FAILED_STATES = (TaskState.FAILURE, TaskState.TIMEOUT)
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
+def day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
     return start, start + timedelta(days=1)
 
@@ -35,7 +33,7 @@ def _milliseconds(duration: timedelta | None) -> int | None:
 
 def stats_tasks(*, day: date) -> dict[str, Any]:
     """The day's jobs (by submit time): counts by outcome, retried, mean run time."""
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     totals = Task.objects.filter(submitted_at__gte=start, submitted_at__lt=end).aggregate(
         total=Count("pk"),
         pending=Count("pk", filter=Q(state=TaskState.PENDING)),
@@ -47,7 +45,7 @@ def stats_tasks(*, day: date) -> dict[str, Any]:
         average_run_time=Avg(_RUN_TIME, filter=Q(state=TaskState.SUCCESS)),
     )
     hours = stats_hourly(day=day)
-    servers = _server_outcomes(Task.objects.filter(completed_at__gte=start, completed_at__lt=end, server__isnull=False))
+    servers = server_outcomes(Task.objects.filter(completed_at__gte=start, completed_at__lt=end, server__isnull=False))
     return {
         "date": day.isoformat(),
         "total_tasks": totals["total"],
@@ -70,7 +68,7 @@ def stats_tasks(*, day: date) -> dict[str, Any]:
 TOP_SERVERS = 5
 
 
-def _server_outcomes(finished: QuerySet[Task]) -> list[dict[str, Any]]:
+def server_outcomes(finished: QuerySet[Task]) -> list[dict[str, Any]]:
     """Per server, the jobs it finished (SUCCESS, FAILURE, TIMEOUT; a cancelled job says
     nothing of the server), busiest first."""
     rows = (
@@ -97,35 +95,10 @@ def _server_outcomes(finished: QuerySet[Task]) -> list[dict[str, Any]]:
     ]
 
 
-def stats_server(*, server: Server, day: date, now: datetime | None = None) -> dict[str, Any]:
-    """One server's day: the jobs it finished that day (by completion time) and the
-    fraction of the day, so far, it was online."""
-    start, end = _day_bounds(day)
-    outcomes = _server_outcomes(Task.objects.filter(server=server, completed_at__gte=start, completed_at__lt=end))
-    figures = (
-        outcomes[0]
-        if outcomes
-        else {
-            "tasks_processed": 0,
-            "success_count": 0,
-            "failure_count": 0,
-            "success_rate": None,
-            "average_processing_time_ms": None,
-        }
-    )
-    return {
-        "server_id": str(server.pk),
-        "name": server.name,
-        "date": day.isoformat(),
-        **{key: value for key, value in figures.items() if key not in ("server_id", "name")},
-        "uptime": server_uptime(server=server, start=start, end=end, now=now),
-    }
-
-
 def stats_hourly(*, day: date) -> list[dict[str, Any]]:
     """Per hour of the day: jobs created, completed (SUCCESS), failed (FAILURE or
     TIMEOUT), and the mean run time of those completed."""
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     hours: dict[int, dict[str, Any]] = {
         hour: {"hour": hour, "created": 0, "completed": 0, "failed": 0, "average_time_ms": None} for hour in range(24)
     }

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 from accounts.authentication import token_from_authorization, token_owner
 from accounts.models import Scope, User
 from accounts.permissions import token_scopes
-from tasks.api.errors import error_body
+from backserv_site.error_bodies import error_body
 from tasks.events import event_payload
 from tasks.models import TERMINAL_STATES, Task, TaskEvent, TaskState
 from tasks.notify import AsyncSubscription, BlockingSubscription, owner_key, poll_interval, task_key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
@@ -17,16 +18,26 @@ from tasks.webhooks import webhooks_redispatch_due
 logger = logging.getLogger(__name__)
 
 
-def sweep_once() -> dict[str, int]:
-    from servers.monitor import servers_sweep
+# The sweeps of the apps above this one (the servers app checks its servers), installed
+# in their AppConfig.ready(): each returns its counts.
+_installed_sweeps: list[Callable[[], dict[str, int]]] = []
 
-    return {
+
+def install_sweep(sweep: Callable[[], dict[str, int]]) -> None:
+    if sweep not in _installed_sweeps:
+        _installed_sweeps.append(sweep)
+
+
+def sweep_once() -> dict[str, int]:
+    counts = {
         "requeued": tasks_requeue_expired(),
         "timed_out": tasks_time_out_queued(),
         "redispatched": tasks_redispatch_stale(),
         "webhooks_redispatched": webhooks_redispatch_due(),
-        **servers_sweep(),
     }
+    for sweep in _installed_sweeps:
+        counts.update(sweep())
+    return counts
 
 
 class Sweeper:

@@ -30,7 +30,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from backserv_site import netsafety
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookSecret
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from accounts.api.serializers import ApiTokenCreatedSerializer, ApiTokenCreateSe
 from accounts.models import DEFAULT_SCOPES, ApiToken
 from accounts.permissions import request_scopes
 from accounts.services import api_token_create, api_token_revoke, scopes_clean
-from tasks.api.schema import errors
-from tasks.errors import InvalidInput, NotFound
+from backserv_site.errors import InvalidInput, NotFound
+from backserv_site.schema import errors
 
 TOKEN_EXAMPLE = {
     "id": 7,

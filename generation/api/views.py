@@ -8,12 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backserv_site.schema import errors
 from generation import services
 from generation.api.schema import UPLOAD_EXAMPLES, UPLOAD_LIST_EXAMPLES
 from generation.api.serializers import UploadCreateSerializer, UploadSerializer
 from generation.models import Upload
 from tasks.api.lookup import one_or_not_found
-from tasks.api.schema import errors
 
 
 def owned_uploads(request: Request) -> QuerySet[Upload]:

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import Scope
+from backserv_site.errors import NotFound
+from backserv_site.schema import errors
 from servers import selectors, services
 from servers.api.schema import (
     ALGORITHM_EXAMPLES,
@@ -34,12 +38,18 @@ from servers.api.serializers import (
     ServerListQuerySerializer,
     ServerRegisterSerializer,
     ServerSerializer,
+    TaskReportSerializer,
 )
 from servers.authentication import IsServer, ServerKeyAuthentication
 from servers.models import Server
+from servers.remote import task_report_from_server
+from servers.stats import stats_server
 from tasks.api.lookup import one_or_not_found
-from tasks.api.schema import errors
-from tasks.errors import NotFound
+from tasks.api.schema import TASK_REPORT_EXAMPLES
+from tasks.api.serializers import TaskSerializer
+from tasks.api.stats import DATE_PARAMETER, requested_day
+from tasks.api.views import TaskDetailView
+from tasks.models import Task
 
 # A server key is recognised (and refused with 403 on staff endpoints) before the
 # user-token authentication, which would call it an invalid token.
@@ -192,3 +202,72 @@ class LoadBalancerAlgorithmView(StaffView):
         body.is_valid(raise_exception=True)
         algorithm = services.load_balancer_set_algorithm(**body.validated_data)
         return Response({"message": "Load balancer algorithm updated", "algorithm": algorithm})
+
+
+SERVER_STATS_EXAMPLE = OpenApiExample(
+    "a server's day",
+    value={
+        "server_id": "6f1c1f3e-8d4e-4f57-9a43-2f7d0f6b2c11",
+        "name": "gpu-server-01",
+        "date": "2026-11-22",
+        "tasks_processed": 150,
+        "success_count": 147,
+        "failure_count": 3,
+        "success_rate": 0.98,
+        "average_processing_time_ms": 4500,
+        "uptime": 0.995,
+    },
+    response_only=True,
+)
+
+
+class ServerStatsView(APIView):
+    required_scope = Scope.ADMIN
+
+    @extend_schema(
+        summary="One server's statistics of a day (staff)",
+        description=(
+            "The jobs the server finished that day (by completion time): processed (SUCCESS, FAILURE, TIMEOUT), "
+            "successes, failures, success rate and mean run time; and `uptime`, the fraction of the day so far "
+            "(from its registration) it was online."
+        ),
+        parameters=[DATE_PARAMETER],
+        examples=[SERVER_STATS_EXAMPLE],
+        responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, server_id: str) -> Response:
+        day = requested_day(request, empty_is_absent=False)
+        return Response(stats_server(server=server_or_404(server_id), day=day))
+
+
+def server_task(server: Server, task_id: str) -> Task:
+    """A job routed to this server; any other is not found, as for users."""
+    return one_or_not_found(Task.objects.filter(server=server), task_id, "Task")
+
+
+class TaskReportView(TaskDetailView):
+    """/api/v1/tasks/{id}: users read and delete their jobs (tasks.api.views); a remote
+    GPU server reports on the jobs it runs (PUT) with its server key, which reads
+    nothing else."""
+
+    authentication_classes = WITH_SERVER_KEYS
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.request.method == "PUT":
+            return [IsServer()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Report on a job (GPU servers)",
+        description="A remote GPU server's progress or outcome for a job assigned to it, with its server key.",
+        auth=[{"serverKey": []}],
+        request=TaskReportSerializer,
+        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409)},
+        examples=TASK_REPORT_EXAMPLES,
+    )
+    def put(self, request: Request, task_id: str) -> Response:
+        task = server_task(request.auth, task_id)
+        report = TaskReportSerializer(data=request.data)
+        report.is_valid(raise_exception=True)
+        task = task_report_from_server(server=request.auth, task=task, **report.validated_data)
+        return Response(TaskSerializer(task, context={"request": request}).data)

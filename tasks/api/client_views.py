@@ -16,11 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication, QueryTokenAuthentication
+from backserv_site.error_bodies import error_body
+from backserv_site.errors import DomainError, flatten_validation_errors
+from backserv_site.schema import errors
 from backserv_site.serializers import NoBodySerializer
 from tasks import services
-from tasks.api.errors import error_body
 from tasks.api.lookup import one_or_not_found
-from tasks.api.schema import DELIVERY_EXAMPLES, DELIVERY_LIST_EXAMPLES, TASK_EXAMPLE, errors
+from tasks.api.schema import DELIVERY_EXAMPLES, DELIVERY_LIST_EXAMPLES, TASK_EXAMPLE
 from tasks.api.serializers import (
     BatchResponseSerializer,
     BatchSubmitSerializer,
@@ -31,7 +33,6 @@ from tasks.api.serializers import (
     with_queue_positions,
 )
 from tasks.api.views import owned_task
-from tasks.errors import DomainError, flatten_validation_errors
 from tasks.models import Task, WebhookDelivery
 from tasks.streams import parse_event_id, task_events_sse_blocking
 from tasks.webhooks import webhook_redeliver, webhook_secret_get, webhook_secret_rotate

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from django.db.models import Model, QuerySet
 
-from tasks.errors import NotFound
+from backserv_site.errors import NotFound
 
 ModelT = TypeVar("ModelT", bound=Model)
 

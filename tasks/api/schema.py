@@ -1,65 +1,8 @@
-"""OpenAPI pieces shared by the views: the one error body, examples, auth schemes."""
+"""OpenAPI pieces of the jobs' views: examples and request headers."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
-from rest_framework import serializers
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error of the API has this body."""
-
-    detail = serializers.CharField(help_text="What went wrong, for people.")
-    code = serializers.CharField(help_text="A stable machine code, e.g. `invalid`, `not_found`, `state_conflict`.")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Bad input only: messages per field (dotted paths for nested ones).",
-    )
-
-    class Meta:
-        ref_name = "Error"
-
-
-_ERROR_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
-    400: (
-        "Bad input; `fields` names each bad field.",
-        {
-            "detail": "params.steps: Must be at most 100.",
-            "code": "invalid",
-            "fields": {"params.steps": ["Must be at most 100."]},
-        },
-    ),
-    401: ("No token, or a bad one.", {"detail": "Invalid token.", "code": "authentication_failed"}),
-    403: (
-        "Authenticated, but not allowed: the token lacks the scope this needs, or the route is staff-only.",
-        {"detail": "This request needs a token with the 'write' scope.", "code": "insufficient_scope"},
-    ),
-    429: (
-        "Over the rate limit (`rate_limited`, with Retry-After) or the unfinished-job quota (`QUOTA_EXCEEDED`).",
-        {"detail": "Request was throttled. Expected available in 12 seconds.", "code": "rate_limited"},
-    ),
-    404: ("No such object among yours.", {"detail": "Task 3f1c… not found.", "code": "not_found"}),
-    409: (
-        "The object's state does not allow this.",
-        {"detail": "Task is already SUCCESS; only unfinished tasks can be cancelled.", "code": "state_conflict"},
-    ),
-}
-
-
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(
-            ErrorSerializer,
-            description=_ERROR_EXAMPLES[status][0],
-            examples=[OpenApiExample(f"error {status}", value=_ERROR_EXAMPLES[status][1], response_only=True)],
-        )
-        for status in statuses
-    }
-
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
 TASK_EXAMPLE = {
     "task_id": "3f1c2a4e-8b7d-4c1e-9a55-0d2b7e6f9a10",
@@ -155,24 +98,3 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     "job (200); with another body, 409 `idempotency_key_reused`.",
     examples=[OpenApiExample("a client-made key", value="order-1234-render")],
 )
-
-
-class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.ApiTokenAuthentication"
-    name = "bearerToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer bs_…` (an API token)."}
-
-
-class QueryTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.QueryTokenAuthentication"
-    name = "queryToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "apiKey",
-            "in": "query",
-            "name": "token",
-            "description": "The API token as `?token=` (event streams and WebSockets only).",
-        }

@@ -1,5 +1,5 @@
-"""Staff statistics: GET /api/v1/stats/tasks, /api/v1/stats/hourly and
-/api/v1/stats/servers/{id}, each for one day (?date=).
+"""Staff statistics: GET /api/v1/stats/tasks and /api/v1/stats/hourly, each for one day
+(?date=); one server's day is servers.api.views.ServerStatsView.
 Days are UTC (TIME_ZONE) calendar days; no date means today."""
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Scope
-from servers.models import Server
+from backserv_site.errors import InvalidInput
+from backserv_site.schema import errors
 from tasks import stats
-from tasks.api.lookup import one_or_not_found
-from tasks.api.schema import errors
-from tasks.errors import InvalidInput
 
 TASK_STATS_EXAMPLE = OpenApiExample(
     "a day",
@@ -50,21 +48,6 @@ HOURLY_EXAMPLE = OpenApiExample(
     value={
         "date": "2026-11-22",
         "hours": [{"hour": 0, "created": 20, "completed": 18, "failed": 2, "average_time_ms": 4200}],
-    },
-    response_only=True,
-)
-SERVER_STATS_EXAMPLE = OpenApiExample(
-    "a server's day",
-    value={
-        "server_id": "6f1c1f3e-8d4e-4f57-9a43-2f7d0f6b2c11",
-        "name": "gpu-server-01",
-        "date": "2026-11-22",
-        "tasks_processed": 150,
-        "success_count": 147,
-        "failure_count": 3,
-        "success_rate": 0.98,
-        "average_processing_time_ms": 4500,
-        "uptime": 0.995,
     },
     response_only=True,
 )
@@ -115,23 +98,3 @@ class HourlyStatsView(APIView):
     def get(self, request: Request) -> Response:
         day = requested_day(request, empty_is_absent=False)
         return Response({"date": day.isoformat(), "hours": stats.stats_hourly(day=day)})
-
-
-class ServerStatsView(APIView):
-    required_scope = Scope.ADMIN
-
-    @extend_schema(
-        summary="One server's statistics of a day (staff)",
-        description=(
-            "The jobs the server finished that day (by completion time): processed (SUCCESS, FAILURE, TIMEOUT), "
-            "successes, failures, success rate and mean run time; and `uptime`, the fraction of the day so far "
-            "(from its registration) it was online."
-        ),
-        parameters=[DATE_PARAMETER],
-        examples=[SERVER_STATS_EXAMPLE],
-        responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403, 404)},
-    )
-    def get(self, request: Request, server_id: str) -> Response:
-        day = requested_day(request, empty_is_absent=False)
-        server = one_or_not_found(Server.objects.all(), server_id, "Server")
-        return Response(stats.stats_server(server=server, day=day))

@@ -7,11 +7,10 @@ from tasks.api import client_views, stats, views
 urlpatterns = [
     path("stats/tasks", stats.TaskStatsView.as_view(), name="stats-tasks"),
     path("stats/hourly", stats.HourlyStatsView.as_view(), name="stats-hourly"),
-    path("stats/servers/<str:server_id>", stats.ServerStatsView.as_view(), name="stats-server"),
     path("tasks", views.TaskListCreateView.as_view(), name="task-list"),
     # Before tasks/<id>: "batch" is not a job id.
     path("tasks/batch", client_views.TaskBatchView.as_view(), name="task-batch"),
-    path("tasks/<str:task_id>", views.TaskDetailView.as_view(), name="task-detail"),
+    # tasks/<id> itself is mounted by servers.api.urls: GPU servers report there (PUT).
     path("tasks/<str:task_id>/cancel", views.TaskCancelView.as_view(), name="task-cancel"),
     path("tasks/<str:task_id>/retry", views.TaskRetryView.as_view(), name="task-retry"),
     path("tasks/<str:task_id>/events", client_views.TaskEventsView.as_view(), name="task-events"),

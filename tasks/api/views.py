@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import django_filters
 from django.conf import settings
@@ -10,20 +10,16 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, status
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import CharField
 from rest_framework.views import APIView
 
 from accounts.permissions import has_admin_access
+from backserv_site.errors import InvalidInput
+from backserv_site.schema import errors
 from backserv_site.serializers import NoBodySerializer
-from generation.specs import TASK_TYPES
-from servers.api.serializers import TaskReportSerializer
-from servers.api.views import WITH_SERVER_KEYS
-from servers.authentication import IsServer
-from servers.remote import task_report_from_server
-from tasks import services
+from tasks import services, task_types
 from tasks.api.lookup import found_or_not_found, key_or_none, one_or_not_found
 from tasks.api.schema import (
     DELETED_EXAMPLE,
@@ -32,18 +28,12 @@ from tasks.api.schema import (
     SUBMIT_EXAMPLE,
     TASK_EXAMPLES,
     TASK_LIST_EXAMPLES,
-    TASK_REPORT_EXAMPLES,
-    errors,
 )
 from tasks.api.serializers import TaskDetailSerializer, TaskSerializer, TaskSubmitSerializer, with_queue_positions
-from tasks.errors import InvalidInput
 from tasks.idempotency import MAX_KEY_LENGTH, request_fingerprint, task_submit_idempotent
 from tasks.models import Task, TaskState
 from tasks.selectors import task_with_read_figures
 from tasks.waiting import WAIT_HEADER, wait_until_finished_blocking
-
-if TYPE_CHECKING:
-    from servers.models import Server
 
 
 def owned_tasks(request: Request) -> QuerySet[Task]:
@@ -98,7 +88,7 @@ def _moment_filter(lookup_expr: str, meaning: str) -> UtcDateTimeFilter:
 
 class TaskFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=TaskState.choices)
-    task_type = django_filters.MultipleChoiceFilter(choices=[(name, name) for name in TASK_TYPES])
+    task_type = django_filters.MultipleChoiceFilter(choices=task_types.choices)
     user_id = django_filters.CharFilter(field_name="user_label")
     submitted_after = _moment_filter("gte", "Jobs submitted at or after this moment")
     submitted_before = _moment_filter("lt", "Jobs submitted before this moment")
@@ -204,35 +194,9 @@ class TaskListCreateView(generics.ListAPIView):
         return task_response(request, task, status_code=code, headers=headers)
 
 
-def server_task(server: Server, task_id: str) -> Task:
-    """A job routed to this server; any other is not found, as for users."""
-    return one_or_not_found(Task.objects.filter(server=server), task_id, "Task")
-
-
 class TaskDetailView(APIView):
-    # Users read and delete their jobs; a remote GPU server reports on the jobs it runs
-    # (PUT) with its server key, which reads nothing else.
-    authentication_classes = WITH_SERVER_KEYS
-
-    def get_permissions(self) -> list[BasePermission]:
-        if self.request.method == "PUT":
-            return [IsServer()]
-        return super().get_permissions()
-
-    @extend_schema(
-        summary="Report on a job (GPU servers)",
-        description="A remote GPU server's progress or outcome for a job assigned to it, with its server key.",
-        auth=[{"serverKey": []}],
-        request=TaskReportSerializer,
-        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409)},
-        examples=TASK_REPORT_EXAMPLES,
-    )
-    def put(self, request: Request, task_id: str) -> Response:
-        task = server_task(request.auth, task_id)
-        report = TaskReportSerializer(data=request.data)
-        report.is_valid(raise_exception=True)
-        task = task_report_from_server(server=request.auth, task=task, **report.validated_data)
-        return Response(TaskSerializer(task, context={"request": request}).data)
+    """A job: read it, delete it. (A remote GPU server reports on its jobs with a PUT
+    here too: servers.api.views.TaskReportView adds that.)"""
 
     @extend_schema(
         summary="Get a job", responses={200: TaskDetailSerializer, **errors(401, 404)}, examples=TASK_EXAMPLES

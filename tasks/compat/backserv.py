@@ -17,13 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backserv_site.error_bodies import exception_handler
+from backserv_site.errors import InvalidInput, StateConflict
 from tasks import services
-from tasks.api.errors import exception_handler
 from tasks.api.serializers import output_download_url
 from tasks.api.views import owned_task
 from tasks.compat.renaming import invalid_input_renamed
 from tasks.compat.waiting import task_wait_finished
-from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 # One way only: each of our states shows as one of the document's.

@@ -21,10 +21,10 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication, JwtAuthentication
 from accounts.models import Scope
+from backserv_site.error_bodies import exception_handler
+from backserv_site.errors import NotFound
 from servers.authentication import ServerKeyAuthentication
-from tasks.api.errors import exception_handler
 from tasks.api.lookup import one_or_not_found
-from tasks.errors import NotFound
 from tasks.models import TaskState
 
 ModelT = TypeVar("ModelT", bound=Model)

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasScope
+from backserv_site.errors import InvalidInput, NotFound
 from servers import selectors, services
 from servers.api.serializers import EndpointsSerializer, ServerListQuerySerializer
 from servers.authentication import IsServer
@@ -25,7 +26,6 @@ from tasks.compat import distributed_schema_admin as docs
 from tasks.compat.distributed import StaffView, camel_field, epoch_ms, one_found
 from tasks.compat.distributed_tasks import backserv_task_type
 from tasks.compat.renaming import invalid_input_renamed
-from tasks.errors import InvalidInput, NotFound
 
 
 def server_or_404(server_id: str) -> Server:

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from servers import selectors, services
 from servers.models import Algorithm, Server
+from servers.stats import stats_server
 from tasks import stats
 from tasks.api.stats import requested_day
 from tasks.compat import distributed_schema_admin as docs
@@ -71,7 +72,7 @@ class ServerStatsView(StaffView):
     def get(self, request: Request, server_id: str) -> Response:
         day = requested_day(request)
         server = one_found(Server.objects.all(), server_id, "Server")
-        figures = stats.stats_server(server=server, day=day)
+        figures = stats_server(server=server, day=day)
         return Response(
             {
                 "serverId": figures["server_id"],

@@ -19,6 +19,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from backserv_site.errors import InvalidInput, StateConflict
 from generation.specs import TASK_TYPES
 from servers.authentication import IsServer
 from servers.remote import REPORTED_STATES, task_report_from_server
@@ -30,7 +31,6 @@ from tasks.compat import distributed_schema as docs
 from tasks.compat.distributed import STATUS_NAMES, DistributedView, camel_field, epoch_ms, one_found
 from tasks.compat.renaming import invalid_input_renamed
 from tasks.compat.waiting import task_wait_finished
-from tasks.errors import InvalidInput, StateConflict
 from tasks.models import ACTIVE_STATES, RETRYABLE_STATES, UNFINISHED_STATES, Task, TaskState
 
 # The job types names as sent: Back.Serv's own in either spelling, others as names.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 
 
 def invalid_input_renamed(error: InvalidInput, rename: Callable[[str], str]) -> InvalidInput:

@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from backserv_site.errors import InvalidInput, StateConflict
 from generation.models import StudioGeneration
 from generation.selectors import generation_defaults_effective, studio_history
 from generation.services import studio_generation_submit
@@ -25,7 +26,6 @@ from tasks.compat.renaming import invalid_input_renamed
 from tasks.compat.studio_errors import StudioError, StudioView
 from tasks.compat.studio_inputs import studio_input_reference
 from tasks.compat.waiting import task_wait_finished
-from tasks.errors import InvalidInput, StateConflict
 from tasks.models import Task, TaskState
 
 # Our params -> the studio's names, for errors and for "parameters".

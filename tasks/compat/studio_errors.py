@@ -10,8 +10,8 @@ from typing import Any
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tasks.api.errors import exception_handler
-from tasks.errors import DomainError
+from backserv_site.error_bodies import exception_handler
+from backserv_site.errors import DomainError
 
 _CODES = {
     "not_found": "NOT_FOUND",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from backserv_site.errors import InvalidInput
 from generation.delivery import url_refusal_at_submit
 from generation.specs import TASK_TYPES
-from tasks.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from servers.routing import route_waiting_on_commit
 from tasks import metrics, policy
-from tasks.dispatch import dispatch_on_commit
+from tasks.dispatch import dispatch_on_commit, route_waiting_on_commit
 from tasks.events import EventAudience, task_events_committed
 from tasks.models import (
     ACTIVE_STATES,

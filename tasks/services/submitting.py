@@ -11,12 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from generation import specs
-from servers.routing import route_new_task
-from servers.selectors import remote_capabilities_declared, remote_servers_declaring
-from tasks import metrics, policy
+from backserv_site.errors import InvalidInput, QuotaExceeded, StateConflict
+from tasks import dispatch, metrics, policy, task_types
 from tasks.dispatch import dispatch_on_commit
-from tasks.errors import InvalidInput, QuotaExceeded, StateConflict
 from tasks.events import EventAudience
 from tasks.models import (
     ACTIVE_STATES,
@@ -59,7 +56,7 @@ def task_submit(
     if required:
         clean_params = _remote_only_params(task_type=task_type, params=params, capabilities=required)
     else:
-        clean_params = specs.validate_params(task_type=task_type, params=params, owner=owner)
+        clean_params = task_types.validate_params(task_type=task_type, params=params, owner=owner)
     if webhook:
         webhook_url_validate(webhook)
     events = sorted(set(webhook_events))
@@ -79,14 +76,14 @@ def task_submit(
         raise InvalidInput(f"max_attempts: {message}", fields={"max_attempts": [message]})
     now = timezone.now()
     with transaction.atomic():
-        route = route_new_task(task_type=task_type, group=group, capabilities=required)
+        route = dispatch.routing.route_new_task(task_type=task_type, group=group, capabilities=required)
         task = Task.objects.create(
             owner=owner,
             user_label=user_label,
             task_type=task_type,
             params=clean_params,
             # A remote server runs a job of another type as it sees fit: never batched here.
-            batch_key="" if required else specs.task_type_spec(task_type).batch_key(clean_params),
+            batch_key="" if required else task_types.batch_key(task_type, clean_params),
             priority=priority,
             group=group,
             capabilities=required,
@@ -134,15 +131,15 @@ def tasks_submitted_together() -> Iterator[None]:
 
 
 def _remote_only_params(*, task_type: str, params: Any, capabilities: list[str]) -> dict[str, Any]:
-    if task_type in specs.TASK_TYPES:
+    if task_types.known(task_type):
         message = f"{task_type} runs on Back.Serv's own workers; capabilities are only for other job types."
         raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
     if not all(isinstance(name, str) and 0 < len(name) <= 50 for name in capabilities):
         message = "Each capability must be a name of at most 50 characters."
         raise InvalidInput(f"capabilities: {message}", fields={"capabilities": [message]})
-    if not remote_servers_declaring(capabilities):
-        declared = sorted(remote_capabilities_declared() - set(specs.TASK_TYPES))
-        known = ", ".join(sorted(specs.TASK_TYPES))
+    if not dispatch.routing.remote_servers_declaring(capabilities):
+        declared = sorted(dispatch.routing.remote_capabilities_declared() - set(task_types.names()))
+        known = ", ".join(task_types.names())
         others = f"remote servers declare: {', '.join(declared)}" if declared else "no remote server declares any other"
         message = (
             f"No registered server runs {task_type!r} (capabilities {', '.join(capabilities)}). "

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, api_token_revoke, token_hash
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 
 pytestmark = pytest.mark.django_db
 

@@ -10,13 +10,13 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from backserv_site.errors import InvalidInput
 from generation.runner import execute_message
 from servers import routing
 from servers.models import Algorithm, Server
 from servers.routing import tasks_route_waiting
 from servers.services import load_balancer_set_algorithm, server_set_maintenance
 from tasks import services
-from tasks.errors import InvalidInput
 from tasks.models import WAITING_FOR_SERVER, Task, TaskEvent, TaskState
 
 JOBS = 300

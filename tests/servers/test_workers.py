@@ -225,7 +225,7 @@ def test_a_worker_for_webhooks_alone_registers_no_server_and_loads_no_model(
 def test_a_worker_offers_only_the_task_types_whose_libraries_it_has(
     settings: Any, demo_models: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from servers.presence import worker_capabilities
+    from generation.capabilities import worker_capabilities
 
     assert "video_creation" in worker_capabilities()
     # As on a machine without PyAV (None in sys.modules: `import av` fails).

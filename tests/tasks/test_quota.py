@@ -11,8 +11,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from backserv_site.errors import QuotaExceeded
 from tasks import services
-from tasks.errors import QuotaExceeded
 from tasks.models import Task, TaskState
 from tasks.services import submitting
 

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
+from backserv_site.errors import StateConflict
 from tasks import services
-from tasks.errors import StateConflict
 from tasks.models import Task, TaskEvent, TaskState
 
 

@@ -14,8 +14,8 @@ from dramatiq.common import dq_name
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from backserv_site.errors import StateConflict
 from tasks import policy, services
-from tasks.errors import StateConflict
 from tasks.models import Task, TaskState
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import DEFAULT_SCOPES, Scope
 from accounts.services import api_token_create, user_ensure
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from backserv_site.errors import InvalidInput
 from tasks.cleanup import parse_age, tasks_cleanup
-from tasks.errors import InvalidInput
 from tasks.models import TERMINAL_STATES
 
 

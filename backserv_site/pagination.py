@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework import pagination
 from rest_framework.request import Request
 
-from tasks.errors import InvalidInput
+from backserv_site.errors import InvalidInput
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):

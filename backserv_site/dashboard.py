@@ -19,18 +19,8 @@ from backserv_site.health import workers_online
 from servers.models import Server
 from servers.selectors import milliseconds_since, server_task_counts
 from tasks import stats
-from tasks.charts import Series, bar_chart, line_chart
+from tasks.charts import STATE_COLORS, Series, bar_chart, line_chart
 from tasks.models import TaskState
-
-STATE_COLORS = {
-    TaskState.PENDING: "#9e9e9e",
-    TaskState.RECEIVED: "#64b5f6",
-    TaskState.STARTED: "#1e88e5",
-    TaskState.SUCCESS: "#43a047",
-    TaskState.FAILURE: "#e53935",
-    TaskState.TIMEOUT: "#fb8c00",
-    TaskState.REVOKED: "#6d4c41",
-}
 
 
 def dashboard_context(*, now: Any) -> dict[str, Any]:
@@ -140,7 +130,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "title": "Back.Serv dashboard",
         **dashboard_context(now=timezone.now()),
     }
-    return TemplateResponse(request, "admin/tasks/dashboard.html", context)
+    return TemplateResponse(request, "admin/dashboard.html", context)
 
 
 # /dashboard: the same page, behind the admin's staff login.

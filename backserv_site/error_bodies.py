@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from tasks.errors import DomainError, flatten_validation_errors
+from backserv_site.errors import DomainError, flatten_validation_errors
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Domain errors. One DRF exception handler (tasks.api.errors) turns each into the
+"""Domain errors. One DRF exception handler (backserv_site.error_bodies) turns each into the
 documented error body: {"detail": message, "code": code, "fields": {...}}."""
 
 from __future__ import annotations
