@@ -69,6 +69,11 @@ INSTALLED_APPS = [
     "tasks",
     "generation",
     "servers",
+    # The API documents (tasks/compat) that add to the core: the task manager 002's and
+    # Back.Serv 000's names at /api/v1/tasks (read in this order), the studio 003's tables.
+    "tasks.compat.taskmanager",
+    "tasks.compat.backserv",
+    "tasks.compat.studio",
     # The composition root: `serve` (the API with workers in one process), reset_metrics.
     "backserv_site",
 ]
@@ -253,7 +258,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # The distributed-system document's routes have their own description (/openapi.json).
-    "PREPROCESSING_HOOKS": ["tasks.compat.distributed_schema.exclude_from_backserv_schema"],
+    "PREPROCESSING_HOOKS": ["tasks.compat.distributed.schema.exclude_from_backserv_schema"],
     # Request bodies are documented as JSON, what clients are told to send; the parsers
     # still take form posts. Uploads name multipart themselves.
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],

@@ -11,8 +11,7 @@ from backserv_site.error_bodies import error_body
 from backserv_site.health import health
 from backserv_site.media import media_file
 from backserv_site.metrics import metrics
-from tasks.compat.distributed import django_error
-from tasks.compat.distributed_docs import DocumentsSwaggerView, openapi_view
+from tasks.compat.distributed.base import django_error
 
 urlpatterns = [
     path("health", health, name="health"),
@@ -25,15 +24,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
-    # The task-manager (002) and distributed-system (004) documents' docs and dashboard.
-    path("openapi.json", openapi_view, name="schema"),
-    path("docs", DocumentsSwaggerView.as_view(), name="docs"),
-    path("redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="redoc"),
+    # The task-manager document's (002) dashboard, Back.Serv's own.
     path("dashboard", dashboard_page, name="dashboard"),
     path("dashboard/metrics", metrics, name="dashboard-metrics"),
     path("api/v1/", include("generation.api.urls")),
     path("api/v1/", include("servers.api.urls")),
-    # The other API documents' own routes (shared/seeds 000, 003 and 004).
+    # The other API documents' own routes and docs (shared/seeds 000, 002, 003 and 004).
     path("", include("tasks.compat.urls")),
 ]
 

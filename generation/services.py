@@ -1,10 +1,8 @@
-"""Writes of the generation app: uploads of input images, studio generations and
-per-user generation defaults."""
+"""Writes of the generation app: uploads of input images."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -14,11 +12,8 @@ from PIL import Image
 
 from accounts.models import User
 from backserv_site.errors import InvalidInput
-from generation import specs
 from generation.inputs import open_image
-from generation.models import GenerationDefaults, StudioGeneration, Upload
-from generation.selectors import generation_defaults_effective
-from tasks.services import task_submit
+from generation.models import Upload
 
 logger = logging.getLogger(__name__)
 
@@ -62,37 +57,3 @@ def upload_delete(*, upload: Upload) -> None:
         # The file goes once the row is surely gone; a rollback must not leave a row without its file.
         transaction.on_commit(lambda: storage.delete(name))
     logger.info("upload %s deleted", upload_id)
-
-
-def studio_generation_submit(*, owner: User, kind: str, task_type: str, params: dict[str, Any]) -> StudioGeneration:
-    with transaction.atomic():
-        task = task_submit(owner=owner, task_type=task_type, params=params)
-        return StudioGeneration.objects.create(owner=owner, task=task, kind=kind)
-
-
-def generation_defaults_update(
-    *,
-    user: User,
-    width: int | None = None,
-    height: int | None = None,
-    steps: int | None = None,
-    cfg_scale: float | None = None,
-) -> GenerationDefaults:
-    """Save the user's defaults. They are checked as a text-to-image job's params, so
-    defaults that are saved are defaults a job accepts (InvalidInput names
-    params.width, params.height, params.steps or params.guidance_scale)."""
-    given = {"width": width, "height": height, "steps": steps, "cfg_scale": cfg_scale}
-    wanted = {**generation_defaults_effective(user=user), **{k: v for k, v in given.items() if v is not None}}
-    specs.validate_params(
-        owner=user,
-        task_type="image_creation",
-        params={
-            "prompt": "defaults",
-            "width": wanted["width"],
-            "height": wanted["height"],
-            "steps": wanted["steps"],
-            "guidance_scale": wanted["cfg_scale"],
-        },
-    )
-    defaults, _ = GenerationDefaults.objects.update_or_create(user=user, defaults=wanted)
-    return defaults

@@ -104,9 +104,7 @@ class ImageToImageParams(DiffusionParams):
 
 
 class ImageUpscaleParams(StrictParams):
-    image = ImageInputField(required=False)
-    # The Back.Serv document's name for the image.
-    image_url = ImageInputField(required=False)
+    image = ImageInputField()
     scale_factor = serializers.IntegerField(required=False, default=2)
     method = serializers.ChoiceField(choices=UPSCALE_METHODS, required=False)
     prompt = serializers.CharField(required=False, allow_blank=True, default="")
@@ -125,12 +123,6 @@ class ImageUpscaleParams(StrictParams):
         return _at_most(value, _limit("MAX_STEPS"))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "image" in attrs and "image_url" in attrs:
-            raise serializers.ValidationError({"image_url": ["Send the image once, as image or image_url."]})
-        if "image_url" in attrs:
-            attrs["image"] = attrs.pop("image_url")
-        if "image" not in attrs:
-            raise serializers.ValidationError({"image": ["This field is required (or image_url)."]})
         model_key = upscale_model_key(attrs["scale_factor"])
         has_model = bool(_limit("MODELS").get(model_key))
         attrs.setdefault("method", "diffusion" if has_model else "lanczos")

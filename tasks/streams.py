@@ -6,8 +6,9 @@ truth, on the shared pool.
 - GET /api/v1/tasks/{id}/events: SSE, `id:` = event id; `Last-Event-ID` (or
   `?last_event_id=`) resumes after that event; ends after the terminal event.
 - /ws/tasks/{id}: the same events as JSON text frames; closes (1000) after the end.
-- /ws/generation: every event of the caller's jobs from the moment of connecting (or
-  after `?last_event_id=`), in the studio document's shape (studio_message); stays open.
+- owner_events_websocket: every event of the caller's jobs from the moment of connecting
+  (or after `?last_event_id=`), each as a message the route's document shapes; stays
+  open. The routes that serve it are given to streams_router.
 
 Token in `Authorization: Bearer` or `?token=` (browsers cannot set headers here).
 WebSocket refusals close with 4401 (no or bad token, or one without the read scope) or
@@ -21,7 +22,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,16 +31,19 @@ from accounts.models import Scope, User
 from accounts.permissions import token_scopes
 from backserv_site.error_bodies import error_body
 from tasks.events import event_payload
-from tasks.models import TERMINAL_STATES, Task, TaskEvent, TaskState
+from tasks.models import TERMINAL_STATES, Task, TaskEvent
 from tasks.notify import AsyncSubscription, BlockingSubscription, owner_key, poll_interval, task_key
 from tasks.selectors import owner_events_after, owner_last_event_id, task_events_after
 from tasks.waiting import run_db
 
 TASK_EVENTS_PATH = re.compile(r"^/api/v1/tasks/(?P<task_id>[^/]+)/events/?$")
 WS_TASK_PATH = re.compile(r"^/ws/tasks/(?P<task_id>[^/]+)/?$")
-WS_GENERATION_PATH = re.compile(r"^/ws/generation/?$")
 KEEPALIVE_SECONDS = 15.0
 _BATCH = 500
+
+AsgiApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+# A message of an owner's event stream, from one event (called in event order).
+EventMessage = Callable[[TaskEvent], dict[str, Any]]
 
 
 def sse_frame(event: TaskEvent) -> bytes:
@@ -189,78 +193,77 @@ def task_events_sse_blocking(task_id: uuid.UUID, last_id: int) -> Iterator[bytes
 # WebSockets -------------------------------------------------------------------------
 
 
-def studio_message(event: TaskEvent, progress_seen: dict[str, float]) -> dict[str, Any]:
-    """A /ws/generation message as the studio document (003) shapes it: `type` is always
-    "progress", `progress` 0-100, `status` queued / generating / completed / failed;
-    the event itself rides along (`event`, `state`, `task_id`, `id`, step and total)."""
-    from tasks.compat.studio import STATUS_NAMES
-
-    payload = event_payload(event)
-    task_id = payload["task_id"]
-    if event.type == TaskEvent.Type.PROGRESS:
-        progress_seen[task_id] = float(payload.get("progress") or 0.0)
-    elif event.state == TaskState.SUCCESS:
-        progress_seen[task_id] = 1.0
-    elif event.state == TaskState.PENDING:
-        progress_seen[task_id] = 0.0  # submitted, or back in the queue for a retry
-    payload.update(
-        event=payload.pop("type"),
-        type="progress",
-        taskId=task_id,
-        progress=round(progress_seen.get(task_id, 0.0) * 100, 1),
-        status=STATUS_NAMES[TaskState(event.state)],
-    )
-    return payload
-
-
-async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def task_events_websocket(scope: dict[str, Any], receive: Any, send: Any, raw_task_id: str) -> None:
+    """/ws/tasks/{id}: the job's events as event_payload shapes them; closes after the end."""
     if (await receive())["type"] != "websocket.connect":
         return
-    path = scope["path"]
-    task_match = WS_TASK_PATH.match(path)
-    if task_match is None and WS_GENERATION_PATH.match(path) is None:
-        await send({"type": "websocket.close", "code": 4404, "reason": "No such stream."})
-        return
     user = await run_db(_scope_user, scope)
-    after = parse_event_id(_query(scope).get("last_event_id"))
-    if task_match is None and user is not None and after is None:
-        # Read before accepting: whatever happens once the client is connected is sent.
-        after = await run_db(lambda: owner_last_event_id(owner_id=user.pk))
+    after = parse_event_id(_query(scope).get("last_event_id")) or 0
     # Accepted first, then refused with a code: a browser sees close codes, not the
     # HTTP status of a failed handshake.
     await send({"type": "websocket.accept"})
     if user is None:
         await send({"type": "websocket.close", "code": 4401, "reason": "Authentication required."})
         return
-    if task_match is not None:
-        task_id = await run_db(owned_task_id, user, task_match["task_id"])
-        if task_id is None:
-            await send({"type": "websocket.close", "code": 4404, "reason": "Task not found."})
-            return
-        keys = [task_key(task_id)]
+    task_id = await run_db(owned_task_id, user, raw_task_id)
+    if task_id is None:
+        await send({"type": "websocket.close", "code": 4404, "reason": "Task not found."})
+        return
 
-        def fetch(after_id: int) -> list[TaskEvent]:
-            return _events_of_task(task_id, after_id)
+    def fetch(after_id: int) -> list[TaskEvent]:
+        return _events_of_task(task_id, after_id)
 
-    else:
-        keys = [owner_key(user.pk)]
+    await _send_events(
+        receive, send, keys=[task_key(task_id)], fetch=fetch, after=after, message=event_payload, close_at_end=True
+    )
 
-        def fetch(after_id: int) -> list[TaskEvent]:
-            return owner_events_after(owner_id=user.pk, after_id=after_id, limit=_BATCH)
 
-    last_id = after or 0
-    progress_seen: dict[str, float] = {}
+async def owner_events_websocket(scope: dict[str, Any], receive: Any, send: Any, *, message: EventMessage) -> None:
+    """Every event of the caller's jobs, from the moment of connecting or after
+    `?last_event_id=`, each as `message` makes it; stays open until the client leaves."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    user = await run_db(_scope_user, scope)
+    after = parse_event_id(_query(scope).get("last_event_id"))
+    if user is not None and after is None:
+        # Read before accepting: whatever happens once the client is connected is sent.
+        after = await run_db(lambda: owner_last_event_id(owner_id=user.pk))
+    await send({"type": "websocket.accept"})
+    if user is None:
+        await send({"type": "websocket.close", "code": 4401, "reason": "Authentication required."})
+        return
+
+    def fetch(after_id: int) -> list[TaskEvent]:
+        return owner_events_after(owner_id=user.pk, after_id=after_id, limit=_BATCH)
+
+    await _send_events(
+        receive, send, keys=[owner_key(user.pk)], fetch=fetch, after=after or 0, message=message, close_at_end=False
+    )
+
+
+async def _send_events(
+    receive: Any,
+    send: Any,
+    *,
+    keys: list[str],
+    fetch: Callable[[int], list[TaskEvent]],
+    after: int,
+    message: EventMessage,
+    close_at_end: bool,
+) -> None:
+    """Each event after `after` as a text frame, then each new one as it comes, until the
+    client leaves (or, with close_at_end, the stream's end: closed 1000)."""
+    last_id = after
     disconnected = asyncio.ensure_future(_until_disconnect(receive, "websocket.disconnect"))
     try:
         async with AsyncSubscription(keys) as subscription:
             while not disconnected.done():
                 events = await run_db(fetch, last_id)
                 for event in events:
-                    payload = event_payload(event) if task_match is not None else studio_message(event, progress_seen)
-                    await send({"type": "websocket.send", "text": json.dumps(payload)})
+                    await send({"type": "websocket.send", "text": json.dumps(message(event))})
                 if events:
                     last_id = events[-1].pk
-                    if task_match is not None and is_final_batch(events):
+                    if close_at_end and is_final_batch(events):
                         await send({"type": "websocket.close", "code": 1000})
                         return
                     continue
@@ -269,16 +272,33 @@ async def websocket_events(scope: dict[str, Any], receive: Any, send: Any) -> No
         disconnected.cancel()
 
 
-def streams_router(django_app: Any) -> Any:
+async def _unknown_websocket(receive: Any, send: Any) -> None:
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 4404, "reason": "No such stream."})
+
+
+def streams_router(django_app: Any, websocket_routes: Sequence[tuple[re.Pattern[str], AsgiApp]] = ()) -> Any:
     """The project's ASGI application: streams here, everything else to Django
-    (submits through SyncWaitMiddleware)."""
+    (submits through SyncWaitMiddleware). `websocket_routes` are other WebSocket routes
+    by path (e.g. a document's feed over owner_events_websocket)."""
     from tasks.waiting import SyncWaitMiddleware
 
     http_app = SyncWaitMiddleware(django_app)
 
+    async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        task_match = WS_TASK_PATH.match(scope["path"])
+        if task_match is not None:
+            await task_events_websocket(scope, receive, send, task_match["task_id"])
+            return
+        for path, route in websocket_routes:
+            if path.match(scope["path"]):
+                await route(scope, receive, send)
+                return
+        await _unknown_websocket(receive, send)
+
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            await websocket_events(scope, receive, send)
+            await websocket(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "GET":
             match = TASK_EVENTS_PATH.match(scope["path"])

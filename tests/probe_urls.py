@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.models import Scope
 from backserv_site.urls import handler404, handler500
 from backserv_site.urls import urlpatterns as site_urlpatterns
-from tasks.compat.distributed import DistributedView
+from tasks.compat.distributed.base import DistributedView
 
 
 class StaffProbeView(APIView):

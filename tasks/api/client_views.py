@@ -112,19 +112,20 @@ class TaskBatchView(APIView):
             error = error_body(detail="Each job must be an object.", code="invalid", fields=fields)
             return {"index": index, "status": 400, "error": error}
         submit = TaskSubmitSerializer(data=item)
-        if not submit.is_valid():
-            fields = flatten_validation_errors(submit.errors)
-            name, messages = next(iter(fields.items()))
-            detail = f"{name}: {messages[0]}" if name else messages[0]
-            return {"index": index, "status": 400, "error": error_body(detail=detail, code="invalid", fields=fields)}
-        fields = dict(submit.validated_data)
-        fields.pop("sync")
         try:
-            task = services.task_submit(owner=request.user, **fields)
+            # A document's names (tasks.api.dialects) may be refused as the body is read.
+            if not submit.is_valid():
+                fields = flatten_validation_errors(submit.errors)
+                name, messages = next(iter(fields.items()))
+                detail = f"{name}: {messages[0]}" if name else messages[0]
+                body = error_body(detail=detail, code="invalid", fields=fields)
+                return {"index": index, "status": 400, "error": body}
+            fields = dict(submit.validated_data)
+            fields.pop("sync")
+            return services.task_submit(owner=request.user, **fields)
         except DomainError as error:
             body = error_body(detail=error.message, code=error.code, fields=error.fields)
             return {"index": index, "status": error.status_code, "error": body}
-        return task
 
 
 EVENT_STREAM_SCHEMA = {

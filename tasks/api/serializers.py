@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from backserv_site.media import media_url
 from backserv_site.serializers import RefusesUnknownFields, StrictSerializer
 from tasks import policy
-from tasks.compat.taskmanager import resolve_task_name
+from tasks.api.dialects import submit_dialects, submit_names_for
 from tasks.models import Task, WebhookAttempt, WebhookDelivery, WebhookEvent
 from tasks.selectors import (
     eta_seconds,
@@ -51,17 +51,14 @@ def _unbound_copy(field: serializers.Field) -> serializers.Field:
     return type(field)(*field._args, **kwargs)
 
 
+# Its docstring is the body's description in the schema. The other documents' names are
+# their dialects' fields (tasks.api.dialects).
 class TaskSubmitSerializer(RefusesUnknownFields, FieldsBuiltOnce, serializers.Serializer):
-    """A submit in Back.Serv's own names (task_type, params) or the names of the
-    documents it serves: task_name/args/kwargs (task-manager 002) and task_params
-    (Back.Serv 000)."""
+    """A submit in Back.Serv's own names (task_type, params) or in the names the other
+    documents it serves give them."""
 
     task_type = serializers.CharField(required=False, max_length=50)
-    task_name = serializers.CharField(required=False, max_length=50)
     params = serializers.JSONField(required=False)
-    kwargs = serializers.JSONField(required=False)
-    args = serializers.ListField(child=serializers.JSONField(), required=False, max_length=10)
-    task_params = serializers.JSONField(required=False)
     priority = serializers.IntegerField(required=False, min_value=0, max_value=10, default=5)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     webhook = serializers.URLField(
@@ -88,21 +85,28 @@ class TaskSubmitSerializer(RefusesUnknownFields, FieldsBuiltOnce, serializers.Se
         required=False, min_value=1, max_value=policy.MAX_ATTEMPTS_LIMIT, allow_null=True, default=None
     )
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for dialect in submit_dialects():
+            fields.update(dialect.fields())
+        return fields
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        names = [attrs[key] for key in ("task_type", "task_name") if key in attrs]
-        if not names:
+        type_names = [name for name in submit_names_for("task_type") if name in attrs]
+        if not type_names:
             raise serializers.ValidationError({"task_type": ["This field is required."]})
-        if len(set(names)) > 1:
-            raise serializers.ValidationError({"task_type": ["task_type and task_name disagree; send one."]})
-        given = [key for key in ("params", "kwargs", "task_params") if key in attrs]
-        if len(given) > 1:
-            raise serializers.ValidationError({given[1]: [f"Send the params once; {given[0]} is already given."]})
-        params = attrs[given[0]] if given else {}
-        task_type = names[0]
-        if "task_name" in attrs or attrs.get("args"):
-            if not isinstance(params, dict):
-                raise serializers.ValidationError({given[0]: ["Must be a JSON object."]})
-            task_type, params = resolve_task_name(name=task_type, args=attrs.get("args", []), params=params)
+        if len({attrs[name] for name in type_names}) > 1:
+            raise serializers.ValidationError({"task_type": [f"{' and '.join(type_names)} disagree; send one."]})
+        params_names = [name for name in submit_names_for("params") if name in attrs]
+        if len(params_names) > 1:
+            message = f"Send the params once; {params_names[0]} is already given."
+            raise serializers.ValidationError({params_names[1]: [message]})
+        params_name = params_names[0] if params_names else "params"
+        task_type, params = attrs[type_names[0]], attrs.get(params_name, {})
+        for dialect in submit_dialects():
+            task_type, params = dialect.translate(
+                body=attrs, task_type=task_type, params=params, params_name=params_name
+            )
         return {
             "task_type": task_type,
             "params": params,

@@ -15,7 +15,7 @@ from backserv_site.management.commands.serve import Command as ServeCommand
 from generation.specs import TASK_TYPES
 from servers.services import server_register_worker
 from tasks import services
-from tasks.compat.backserv import STATUS_NAMES
+from tasks.compat.backserv.views import STATUS_NAMES
 from tasks.models import Task, TaskState
 from tests.conftest import InProcessWorker, wait_for_state
 

@@ -20,7 +20,7 @@ from servers.models import Server
 from servers.remote import remote_worker_name
 from servers.services import IssuedServer, server_register
 from tasks import services
-from tasks.compat.distributed import STATUS_NAMES
+from tasks.compat.distributed.base import STATUS_NAMES
 from tasks.models import TERMINAL_STATES, Task, TaskState
 from tests.conftest import InProcessWorker, wait_for_state
 from tests.servers.conftest import RemoteGpu

@@ -111,6 +111,20 @@ def test_it_refuses_bad_input_with_a_detail_naming_the_field(
     assert field in error["fields"], error
 
 
+def test_a_batch_refuses_a_job_whose_names_cannot_be_read_alone(client: APIClient) -> None:
+    jobs = [
+        {"task_name": "image_creation", "kwargs": {"prompt": "a beautiful sunset"}},
+        {"task_name": "image_super_resolution_pipeline", "args": ["not a url"]},
+        {"task_type": "image_upscale", "params": {"image": INPUT_URL, "image_url": INPUT_URL}},
+    ]
+    response = client.post(f"{TASKS}/batch", {"tasks": jobs}, format="json")
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [result["status"] for result in results] == [202, 400, 400]
+    assert "args.0" in results[1]["error"]["fields"] and "params.image_url" in results[2]["error"]["fields"]
+    assert Task.objects.count() == 1
+
+
 def test_the_status_of_a_finished_job_holds_every_documented_field(
     client: APIClient, worker: InProcessWorker, small_defaults: None
 ) -> None:

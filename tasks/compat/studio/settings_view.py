@@ -13,10 +13,10 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from backserv_site.errors import InvalidInput
-from generation.selectors import generation_defaults_effective
-from generation.services import generation_defaults_update
 from tasks.compat.renaming import invalid_input_renamed
-from tasks.compat.studio_errors import StudioError, StudioView
+from tasks.compat.studio.errors import StudioError, StudioView
+from tasks.compat.studio.selectors import generation_defaults_effective
+from tasks.compat.studio.services import generation_defaults_update
 from tasks.storage import task_files_prefix
 
 SETTING_NAMES = {

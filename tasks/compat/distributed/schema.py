@@ -2,7 +2,7 @@
 served at /openapi.json (Swagger UI at /docs) apart from Back.Serv's own schema: the
 shapes its views build as plain dicts (documentation only), the document's own
 examples, its error body, and the JWT scheme. The admin routes' part is in
-distributed_schema_admin."""
+schema_admin."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
-from tasks.compat.distributed import ADMIN_REQUIRED, INVALID_TOKEN, STATUS_NAMES, error_body
+from tasks.compat.distributed.base import ADMIN_REQUIRED, INVALID_TOKEN, STATUS_NAMES, error_body
 
 TASK_ID = "3f1c2a4e-8b7d-4c1e-9a55-0d2b7e6f9a10"
 SERVER_ID = "7d3e5b1a-2c4f-4e6a-9b8d-1f0e2d3c4b5a"

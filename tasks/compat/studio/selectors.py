@@ -1,3 +1,5 @@
+"""Reads of the studio's tables."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import User
-from generation.models import GenerationDefaults, StudioGeneration
+from tasks.compat.studio.models import GenerationDefaults, StudioGeneration
 
 DEFAULT_CFG_SCALE = 7.5
 

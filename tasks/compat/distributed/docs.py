@@ -17,7 +17,7 @@ from rest_framework.response import Response
 DOCUMENT_TITLE = "Back.Serv: distributed task-processing API"
 
 openapi_view = SpectacularJSONAPIView.as_view(
-    urlconf="tasks.compat.distributed_urls",
+    urlconf="tasks.compat.distributed.routes",
     custom_settings={
         "TITLE": DOCUMENT_TITLE,
         "DESCRIPTION": (

@@ -1,5 +1,5 @@
 """The OpenAPI description of the distributed-system document's admin routes
-(shared/seeds/004): servers, statistics and the load balancer (see distributed_schema)."""
+(shared/seeds/004): servers, statistics and the load balancer (see schema)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from servers.models import Algorithm
-from tasks.compat.distributed_schema import SERVER_ID, answer, errors, sent
+from tasks.compat.distributed.schema import SERVER_ID, answer, errors, sent
 
 OTHER_SERVER_ID = "0a9b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
 

@@ -1,13 +1,13 @@
-"""The distributed-system document's routes (shared/seeds/004); also the URLconf its
+"""The distributed-system document's API routes (shared/seeds/004); also the URLconf its
 OpenAPI description (/openapi.json) is generated from."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from tasks.compat import distributed_servers as servers
-from tasks.compat import distributed_stats as stats
-from tasks.compat import distributed_tasks as tasks
+from tasks.compat.distributed import server_views as servers
+from tasks.compat.distributed import stats_views as stats
+from tasks.compat.distributed import task_views as tasks
 
 urlpatterns = [
     path("api/task", tasks.TaskCreateView.as_view(), name="distributed-task-create"),

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from backserv_site.errors import InvalidInput
 from generation.delivery import url_refusal_at_submit
 from generation.specs import TASK_TYPES
+from tasks.compat.renaming import image_url_read_as_image
 
 
 @dataclass(frozen=True)
@@ -64,4 +65,4 @@ def resolve_task_name(*, name: str, args: list[Any], params: dict[str, Any]) -> 
             code="task_type_unavailable",
             fields={"task_name": [f"Not available on this server ({alias.task_type} is not installed)."]},
         )
-    return alias.task_type, named
+    return alias.task_type, image_url_read_as_image(task_type=alias.task_type, params=named)

@@ -27,9 +27,9 @@ from servers.selectors import remote_capabilities_for_type
 from tasks import services
 from tasks.api.serializers import TaskSerializer
 from tasks.api.views import owned_tasks
-from tasks.compat import distributed_schema as docs
-from tasks.compat.distributed import STATUS_NAMES, DistributedView, camel_field, epoch_ms, one_found
-from tasks.compat.renaming import invalid_input_renamed
+from tasks.compat.distributed import schema as docs
+from tasks.compat.distributed.base import STATUS_NAMES, DistributedView, camel_field, epoch_ms, one_found
+from tasks.compat.renaming import image_url_read_as_image, invalid_input_renamed
 from tasks.compat.waiting import task_wait_finished
 from tasks.models import ACTIVE_STATES, RETRYABLE_STATES, UNFINISHED_STATES, Task, TaskState
 
@@ -104,7 +104,7 @@ class TaskCreateView(DistributedView):
             task = services.task_submit(
                 owner=request.user,
                 task_type=task_type,
-                params=data["payload"],
+                params=image_url_read_as_image(task_type=task_type, params=data["payload"]),
                 priority=data["priority"],
                 capabilities=capabilities,
             )

@@ -1,4 +1,4 @@
-"""The studio API (shared/seeds/003): synchronous generate routes and the history.
+"""The studio's synchronous generate routes and the history.
 
 A generation is a job submitted through tasks.services plus a StudioGeneration row
 that gives it the integer id the document's clients use. The generate routes answer
@@ -16,33 +16,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from backserv_site.errors import InvalidInput, StateConflict
-from generation.models import StudioGeneration
-from generation.selectors import generation_defaults_effective, studio_history
-from generation.services import studio_generation_submit
 from generation.specs import TASK_TYPES
 from tasks import services
 from tasks.api.serializers import output_download_url
 from tasks.compat.renaming import invalid_input_renamed
-from tasks.compat.studio_errors import StudioError, StudioView
-from tasks.compat.studio_inputs import studio_input_reference
+from tasks.compat.studio.errors import StudioError, StudioView
+from tasks.compat.studio.inputs import studio_input_reference
+from tasks.compat.studio.models import StudioGeneration
+from tasks.compat.studio.names import STATUS_NAMES, STUDIO_NAMES
+from tasks.compat.studio.selectors import generation_defaults_effective, studio_history
+from tasks.compat.studio.services import studio_generation_submit
 from tasks.compat.waiting import task_wait_finished
 from tasks.models import Task, TaskState
 
-# Our params -> the studio's names, for errors and for "parameters".
-STUDIO_NAMES = {
-    "negative_prompt": "negativePrompt",
-    "guidance_scale": "cfgScale",
-    "scale_factor": "scale",
-}
-STATUS_NAMES = {
-    TaskState.PENDING: "queued",
-    TaskState.RECEIVED: "generating",
-    TaskState.STARTED: "generating",
-    TaskState.SUCCESS: "completed",
-    TaskState.FAILURE: "failed",
-    TaskState.TIMEOUT: "failed",
-    TaskState.REVOKED: "failed",
-}
 VIDEO_TASK_TYPES = frozenset({"video_creation"})
 
 

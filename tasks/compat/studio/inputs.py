@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from accounts.models import User
-from generation.models import StudioGeneration, Upload
-from tasks.compat.studio_errors import StudioError
+from generation.models import Upload
+from tasks.compat.studio.errors import StudioError
+from tasks.compat.studio.models import StudioGeneration
 from tasks.models import Task, TaskState
 
 _OUTPUT = re.compile(r"(?:^|/)(outputs/([0-9a-fA-F-]{36})/[^/]+)$")

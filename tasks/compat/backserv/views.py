@@ -22,7 +22,7 @@ from backserv_site.errors import InvalidInput, StateConflict
 from tasks import services
 from tasks.api.serializers import output_download_url
 from tasks.api.views import owned_task
-from tasks.compat.renaming import invalid_input_renamed
+from tasks.compat.renaming import image_url_read_as_image, invalid_input_renamed
 from tasks.compat.waiting import task_wait_finished
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
@@ -84,7 +84,7 @@ class SubmitTaskView(BackServView):
             task = services.task_submit(
                 owner=request.user,
                 task_type=data["task_type"],
-                params=data["task_params"],
+                params=image_url_read_as_image(task_type=data["task_type"], params=data["task_params"]),
                 user_label=data["user_id"],
             )
         except InvalidInput as error:

@@ -116,7 +116,7 @@ class DistributedView(APIView):
         ApiTokenAuthentication,
         SessionAuthentication,
     ]
-    # Described by /openapi.json (tasks.compat.distributed_schema), not by Back.Serv's
+    # Described by /openapi.json (tasks.compat.distributed.schema), not by Back.Serv's
     # own schema, which leaves views marked so out.
     api_document = "004"
 

@@ -22,9 +22,9 @@ from servers.api.serializers import EndpointsSerializer, ServerListQuerySerializ
 from servers.authentication import IsServer
 from servers.models import Server, ServerKind
 from servers.selectors import milliseconds_since
-from tasks.compat import distributed_schema_admin as docs
-from tasks.compat.distributed import StaffView, camel_field, epoch_ms, one_found
-from tasks.compat.distributed_tasks import backserv_task_type
+from tasks.compat.distributed import schema_admin as docs
+from tasks.compat.distributed.base import StaffView, camel_field, epoch_ms, one_found
+from tasks.compat.distributed.task_views import backserv_task_type
 from tasks.compat.renaming import invalid_input_renamed
 
 

@@ -16,8 +16,8 @@ from servers.models import Algorithm, Server
 from servers.stats import stats_server
 from tasks import stats
 from tasks.api.stats import requested_day
-from tasks.compat import distributed_schema_admin as docs
-from tasks.compat.distributed import StaffView, one_found
+from tasks.compat.distributed import schema_admin as docs
+from tasks.compat.distributed.base import StaffView, one_found
 
 
 class TaskStatsView(StaffView):
