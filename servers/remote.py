@@ -56,7 +56,11 @@ def task_forward(*, task_id: UUID | str) -> bool:
         # included, go to other capacity now, not once its heartbeats are missed.
         logger.warning("server %s refused the connection (%s): offline", server.name, error)
         server_liveness_set(server_id=server.pk, status=ServerStatus.OFFLINE)
-        servers_release_jobs(server=server, reason=f"server {server.name} refused the connection")
+        reason = f"server {server.name} refused the connection"
+        # This job never got there: its claim is handed back unspent (after the server
+        # went offline, so it is routed elsewhere); the others may have run there.
+        task_services.task_hand_back(task=task, reason=reason)
+        servers_release_jobs(server=server, reason=reason)
         return False
     if response is not None and response.ok:
         logger.info("task %s forwarded to %s", task.pk, server.name)

@@ -155,6 +155,8 @@ class TaskEvent(models.Model):
         RETRIED = "retried"
         ROUTED = "routed"
         RETRY_SCHEDULED = "retry_scheduled"
+        # A claim given back unspent: its job never reached the one who was to run it.
+        HANDED_BACK = "handed_back"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=20, choices=Type.choices)

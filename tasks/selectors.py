@@ -281,13 +281,14 @@ _ATTEMPT_ENDS = {
 
 def task_attempts_history(*, task: Task) -> list[dict[str, Any]]:
     """Every run of a job, read from its event log: who ran it, when it was claimed,
-    started and ended, how it ended and with which error."""
+    started and ended, how it ended and with which error. A claim handed back (its
+    job never reached its runner) spent no attempt and is left out."""
     attempts: list[dict[str, Any]] = []
     if hasattr(task, "ever_claimed") and not task.ever_claimed:
         return attempts
     current: dict[str, Any] | None = None
     # Named types only: a long job has hundreds of progress events that say nothing here.
-    wanted = [TaskEvent.Type.CLAIMED, TaskEvent.Type.STARTED, *_ATTEMPT_ENDS]
+    wanted = [TaskEvent.Type.CLAIMED, TaskEvent.Type.STARTED, TaskEvent.Type.HANDED_BACK, *_ATTEMPT_ENDS]
     # Not task.events: the related manager would read each event's deferred task_id
     # back, one query per event, to attach the job to it.
     events = (
@@ -305,6 +306,9 @@ def task_attempts_history(*, task: Task) -> list[dict[str, Any]]:
                 "error": None,
             }
             attempts.append(current)
+        elif current is not None and event.type == TaskEvent.Type.HANDED_BACK:
+            attempts.pop()  # the claim just read: it spent no attempt
+            current = None
         elif current is not None and event.type == TaskEvent.Type.STARTED:
             current["started_at"] = event.created_at
         elif current is not None and event.type in _ATTEMPT_ENDS:

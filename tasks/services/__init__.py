@@ -1,9 +1,10 @@
 """Every write to a job and every state change.
 
-A state change is one conditional UPDATE (`WHERE state IN (...)`, plus the claim's
-worker and attempt for changes only the running worker may make) and one TaskEvent row,
-in one transaction. Whoever commits second among racing writers (two workers, a cancel,
-a sweep) updates no row and gets False back: exactly one wins.
+Every change of a job, of one or many at once, is a tasks.services.core.Change: one
+conditional UPDATE (`WHERE state IN (...)`, plus the claim's worker and attempt for
+changes only the running worker may make) and one INSERT of its events, in one
+transaction. Whoever commits second among racing writers (two workers, a cancel, a
+sweep) updates no row and gets False (or no jobs) back: exactly one wins.
 """
 
 from __future__ import annotations
@@ -11,19 +12,15 @@ from __future__ import annotations
 from tasks.services.core import task_redispatch
 from tasks.services.running import (
     task_claim,
-    task_claim_batch,
-    task_claim_companions,
-    task_claim_next,
     task_fail,
+    task_hand_back,
     task_lease_renew,
     task_progress_report,
     task_revoke_running,
     task_start,
     task_succeed,
     task_time_out_running,
-    tasks_claim,
     tasks_claim_and_start,
-    tasks_start,
     tasks_succeed,
 )
 from tasks.services.submitting import (
@@ -45,11 +42,9 @@ from tasks.services.sweeps import (
 __all__ = [
     "task_cancel",
     "task_claim",
-    "task_claim_batch",
-    "task_claim_companions",
-    "task_claim_next",
     "task_delete",
     "task_fail",
+    "task_hand_back",
     "task_lease_renew",
     "task_progress_report",
     "task_redispatch",
@@ -61,12 +56,10 @@ __all__ = [
     "task_submit",
     "task_succeed",
     "task_time_out_running",
-    "tasks_claim",
     "tasks_claim_and_start",
     "tasks_recover_after_restart",
     "tasks_redispatch_stale",
     "tasks_requeue_expired",
-    "tasks_start",
     "tasks_submitted_together",
     "tasks_succeed",
     "tasks_time_out_queued",

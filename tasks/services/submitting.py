@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,7 +25,7 @@ from tasks.models import (
     WebhookEvent,
 )
 from tasks.selectors import SubmitFigures, submit_figures
-from tasks.services.core import UNROUTED, EventType, config, queued_fields, record_event, task_redispatch, transition
+from tasks.services.core import UNROUTED, Change, EventType, config, queued_fields, record_event, task_redispatch
 from tasks.storage import task_files_delete
 from tasks.webhooks import webhook_url_validate
 
@@ -179,22 +180,21 @@ def task_cancel(*, task: Task) -> Task:
     # The job can move between the attempts (claimed, or requeued by a sweep): each
     # attempt is conditional, so try again with what it has become.
     for _ in range(3):
-        if transition(
-            task_id=task.pk,
+        if Change(
             to=TaskState.REVOKED,
             event=EventType.REVOKED,
             sources=[TaskState.PENDING],
-            completed_at=timezone.now(),
-        ):
+            fields={"completed_at": timezone.now()},
+        ).run([task.pk]):
             break
-        with transaction.atomic():
-            flagged = Task.objects.filter(pk=task.pk, state__in=ACTIVE_STATES, cancel_requested=False).update(
-                cancel_requested=True, updated_at=timezone.now()
-            )
-            if flagged:
-                state = Task.objects.values_list("state", flat=True).get(pk=task.pk)
-                record_event(task_id=task.pk, event_type=EventType.CANCEL_REQUESTED, state=state)
-                break
+        if Change(
+            to=None,
+            event=EventType.CANCEL_REQUESTED,
+            sources=ACTIVE_STATES,
+            match=Q(cancel_requested=False),
+            fields={"cancel_requested": True},
+        ).run([task.pk]):
+            break
         current = Task.objects.get(pk=task.pk)
         if current.state in ACTIVE_STATES and current.cancel_requested:
             break
@@ -208,32 +208,32 @@ def task_cancel(*, task: Task) -> Task:
 
 def task_retry(*, task: Task) -> Task:
     now = timezone.now()
-    if not transition(
-        task_id=task.pk,
+    if not Change(
         to=TaskState.PENDING,
         event=EventType.RETRIED,
         sources=RETRYABLE_STATES,
-        progress=0.0,
-        result=None,
-        error_code="",
-        error_message="",
-        attempts=0,
-        worker="",
-        lease_expires_at=None,
-        cancel_requested=False,
-        started_at=None,
-        completed_at=None,
-        claimed_at=None,
-        run_after=None,
-        dispatched_at=now,
-        **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
-        **UNROUTED,
-    ):
+        fields={
+            "progress": 0.0,
+            "result": None,
+            "error_code": "",
+            "error_message": "",
+            "attempts": 0,
+            "worker": "",
+            "lease_expires_at": None,
+            "cancel_requested": False,
+            "started_at": None,
+            "completed_at": None,
+            "claimed_at": None,
+            "run_after": None,
+            "dispatched_at": now,
+            **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
+            **UNROUTED,
+        },
+    ).run([task.pk]):
         task.refresh_from_db()
         raise StateConflict(
             f"Task is {task.state}; only FAILURE, TIMEOUT or REVOKED tasks can be retried.",
         )
-    dispatch_on_commit(task_id=task.pk)
     task.refresh_from_db()
     return task
 
@@ -243,24 +243,23 @@ def task_requeue(*, task: Task) -> Task:
     STARTED job loses its claim (its worker's later writes are refused and it stops at
     its next step); a PENDING job has its message sent again. Attempts are kept."""
     now = timezone.now()
-    requeued = transition(
-        task_id=task.pk,
+    requeued = Change(
         to=TaskState.PENDING,
         event=EventType.REQUEUED,
         sources=ACTIVE_STATES,
         data={"reason": "requeued by an operator", "worker": task.worker, "attempt": task.attempts},
-        worker="",
-        lease_expires_at=None,
-        progress=0.0,
-        started_at=None,
-        run_after=None,
-        dispatched_at=now,
-        **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
-        **UNROUTED,
-    )
-    if requeued:
-        dispatch_on_commit(task_id=task.pk)
-    else:
+        fields={
+            "worker": "",
+            "lease_expires_at": None,
+            "progress": 0.0,
+            "started_at": None,
+            "run_after": None,
+            "dispatched_at": now,
+            **queued_fields(queue_timeout_seconds=task.queue_timeout_seconds, ready_at=now),
+            **UNROUTED,
+        },
+    ).run([task.pk])
+    if not requeued:
         current = Task.objects.get(pk=task.pk)
         if current.state != TaskState.PENDING:
             raise StateConflict(f"Task is {current.state}; only unfinished tasks can be requeued (retry it instead).")

@@ -14,7 +14,7 @@ from tasks.models import (
     Task,
     TaskState,
 )
-from tasks.services.core import EventType, claim_holder, config, retry_later, task_redispatch, transition
+from tasks.services.core import Change, EventType, config, current_claim, retry_later, task_redispatch
 
 
 def _requeue_or_fail(
@@ -25,34 +25,28 @@ def _requeue_or_fail(
     Returns the new state, or None if the job had moved on (another sweep or the worker
     got there first)."""
     now = now or timezone.now()
-    cleared = {"worker": "", "lease_expires_at": None}
+    end_fields = {"worker": "", "lease_expires_at": None, "completed_at": now}
     if task.cancel_requested:
-        done = transition(
-            task_id=task.pk,
+        ended = Change(
             to=TaskState.REVOKED,
             event=EventType.REVOKED,
             sources=ACTIVE_STATES,
             match=match,
             data={"reason": reason},
-            completed_at=now,
-            **cleared,
-        )
-        return TaskState.REVOKED if done else None
+            fields=end_fields,
+        ).run([task.pk])
+        return TaskState.REVOKED if ended else None
     if task.attempts >= task.max_attempts:
         message = f"The worker running this task was lost ({reason}) on each of {task.attempts} attempts."
-        done = transition(
-            task_id=task.pk,
+        ended = Change(
             to=TaskState.FAILURE,
             event=EventType.FAILED,
             sources=ACTIVE_STATES,
             match=match,
             data={"code": "WORKER_LOST", "message": message, "attempt": task.attempts},
-            error_code="WORKER_LOST",
-            error_message=message,
-            completed_at=now,
-            **cleared,
-        )
-        return TaskState.FAILURE if done else None
+            fields={"error_code": "WORKER_LOST", "error_message": message, **end_fields},
+        ).run([task.pk])
+        return TaskState.FAILURE if ended else None
     done = retry_later(
         task=task,
         code="WORKER_LOST",
@@ -70,11 +64,12 @@ _SWEPT_FIELDS = ("pk", "task_type", "worker", "attempts", "max_attempts", "queue
 
 
 def task_release(*, task: Task, reason: str) -> str | None:
-    """Give back a claimed job whose server is gone or refused it: PENDING again and
-    routed elsewhere at once (or ended when its attempts are spent)."""
-    match = claim_holder(worker=task.worker, attempt=task.attempts)
+    """Give back a claimed job whose server is gone: PENDING again and routed
+    elsewhere at once (or ended when its attempts are spent). The attempt is spent:
+    the job may have run there (a job that never reached its server is handed back
+    unspent with task_hand_back)."""
     # No backoff: the job did not fail, its server went; another server can take it now.
-    return _requeue_or_fail(task=task, reason=reason, match=match, backoff=False)
+    return _requeue_or_fail(task=task, reason=reason, match=current_claim(task), backoff=False)
 
 
 def tasks_requeue_expired(*, now: datetime | None = None) -> int:
@@ -84,7 +79,7 @@ def tasks_requeue_expired(*, now: datetime | None = None) -> int:
     moved = 0
     for task in expired.only(*_SWEPT_FIELDS):
         # The lease is checked again in the UPDATE: a worker may renew it meanwhile.
-        match = Q(lease_expires_at__lt=now) & claim_holder(worker=task.worker, attempt=task.attempts)
+        match = Q(lease_expires_at__lt=now) & current_claim(task)
         if _requeue_or_fail(task=task, reason="lease expired", match=match, now=now):
             moved += 1
     return moved
@@ -99,17 +94,14 @@ def tasks_time_out_queued(*, now: datetime | None = None) -> int:
     ):
         message = f"The task waited more than its queue timeout of {waited} seconds without starting."
         # The deadline is checked again in the UPDATE: a retry or requeue moves it.
-        if transition(
-            task_id=task_id,
+        if Change(
             to=TaskState.TIMEOUT,
             event=EventType.TIMED_OUT,
             sources=[TaskState.PENDING],
             match=Q(queue_deadline__lt=now),
             data={"code": "QUEUE_TIMEOUT", "message": message},
-            error_code="QUEUE_TIMEOUT",
-            error_message=message,
-            completed_at=now,
-        ):
+            fields={"error_code": "QUEUE_TIMEOUT", "error_message": message, "completed_at": now},
+        ).run([task_id]):
             timed_out += 1
     return timed_out
 
@@ -149,8 +141,7 @@ def tasks_recover_after_restart() -> int:
     waiting = list(Task.objects.filter(state=TaskState.PENDING).values_list("pk", flat=True))
     moved = 0
     for task in Task.objects.filter(state__in=ACTIVE_STATES).only(*_SWEPT_FIELDS):
-        match = claim_holder(worker=task.worker, attempt=task.attempts)
-        if _requeue_or_fail(task=task, reason="server restarted", match=match):
+        if _requeue_or_fail(task=task, reason="server restarted", match=current_claim(task)):
             moved += 1
     for task_id in waiting:
         task_redispatch(task_id=task_id)

@@ -73,14 +73,13 @@ def test_a_batch_s_change_is_one_notice_that_wakes_each_job_s_waiters(
     owner = User.objects.create_user("batcher")
     params = {"prompt": "fox", "width": 64, "height": 64, "steps": 4}
     jobs = [services.task_submit(owner=owner, task_type="image_creation", params=params) for _ in range(3)]
-    claimed = services.task_claim_batch(queue_name=jobs[0].queue_name, worker="w", size=3)
     woken: list[str] = []
     unsubscribes = [
         notify.hub.subscribe([notify.task_key(job.pk)], lambda job=job: woken.append(str(job.pk))) for job in jobs
     ]
     published.clear()
 
-    started = services.tasks_start(tasks=claimed)
+    started = services.tasks_claim_and_start(queue_name=jobs[0].queue_name, worker="w", size=3)
     for unsubscribe in unsubscribes:
         unsubscribe()
 

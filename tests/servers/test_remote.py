@@ -25,6 +25,7 @@ from servers.routing import local_workers_present, shared_queue_name
 from servers.services import IssuedServer, server_register, servers_mark_silent_offline
 from tasks import services
 from tasks.models import TERMINAL_STATES, WAITING_FOR_SERVER, Task, TaskState
+from tasks.selectors import task_attempts_history
 from tests.conftest import InProcessWorker, forget_worker, wait_for_state
 from tests.servers.conftest import RemoteGpu, boot_once
 
@@ -113,11 +114,16 @@ def test_a_remote_server_that_refuses_the_connection_goes_offline_at_once_with_i
     worker.drain()
 
     # No retries against a closed port: offline now, not degraded after seconds of them,
-    # and both jobs given back to wait for other capacity.
+    # and both jobs given back to wait for other capacity, no attempt spent: neither
+    # reached the server.
     assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.OFFLINE
-    for task in (first, second):
-        task.refresh_from_db()
+    for submitted in (first, second):
+        task = Task.objects.get(pk=submitted.pk)
         assert (task.state, task.wait_reason, task.server_id) == (TaskState.PENDING, WAITING_FOR_SERVER, None)
+        assert (task.attempts, task.worker, task_attempts_history(task=task)) == (0, "", [])
+    # The one forwarded was claimed for the server, then its claim handed back.
+    kinds = list(first.events.values_list("type", flat=True))
+    assert kinds[kinds.index("claimed") :] == ["claimed", "handed_back"]
 
 
 def test_forwards_go_on_the_outbound_queue_not_behind_gpu_work(
@@ -169,6 +175,11 @@ def test_the_embedded_servers_own_workers_take_what_no_registered_server_can(
     done = worker.wait_for(refused.pk)
     assert (done.state, done.server_id) == (TaskState.SUCCESS, None)
     assert not done.worker.startswith("remote:")
+    # The refused forward spent none of its attempts: one run, on the local workers.
+    assert done.attempts == 1
+    assert [(run["attempt"], run["worker"], run["outcome"]) for run in task_attempts_history(task=done)] == [
+        (1, done.worker, "succeeded")
+    ]
     assert Server.objects.get(pk=issued.server.pk).status == ServerStatus.OFFLINE
     # Later jobs go to them at once.
     later = services.task_submit(owner=owner, task_type="image_creation", params=params)

@@ -15,6 +15,8 @@ from accounts.models import User
 from backserv_site.errors import StateConflict
 from tasks import services
 from tasks.models import Task, TaskEvent, TaskState
+from tasks.selectors import task_attempts_history
+from tasks.services import running
 
 
 def _task(owner: User, params_size: int | None = None, **fields: object) -> Task:
@@ -100,23 +102,29 @@ def test_the_worker_path_records_each_change(owner: User) -> None:
     ]  # fmt: skip
 
 
-def test_a_batch_starts_in_one_go_without_the_job_cancelled_since_its_claim(owner: User) -> None:
-    batch = [_claimed(owner, worker="w1") for _ in range(3)]
-    services.task_cancel(task=batch[1])
-    # Another claim of the third job (its lease reaped): this worker no longer holds it.
-    Task.objects.filter(pk=batch[2].pk).update(attempts=2)
-    started = services.tasks_start(tasks=batch)
-    assert started == [batch[0]]
-    states = dict(Task.objects.filter(pk__in=[task.pk for task in batch]).values_list("pk", "state"))
-    assert [states[task.pk] for task in batch] == [TaskState.STARTED, TaskState.RECEIVED, TaskState.RECEIVED]
+def test_a_start_refuses_a_job_cancelled_since_its_claim_or_claimed_again_since(owner: User) -> None:
+    cancelled, taken_over, held = (_claimed(owner, worker="w1") for _ in range(3))
+    services.task_cancel(task=cancelled)
+    # Another claim of this job (its lease reaped): this worker no longer holds it.
+    Task.objects.filter(pk=taken_over.pk).update(attempts=2)
+    assert not services.task_start(task=cancelled)
+    assert not services.task_start(task=taken_over)
+    assert services.task_start(task=held)
+    states = dict(Task.objects.values_list("pk", "state"))
+    assert [states[task.pk] for task in (cancelled, taken_over, held)] == [
+        TaskState.RECEIVED, TaskState.RECEIVED, TaskState.STARTED,
+    ]  # fmt: skip
     event = TaskEvent.objects.get(type="started")
-    assert event.task_id == batch[0].pk and event.data == {"worker": "w1", "attempt": 1, "batch_size": 3}
-    assert batch[0].state == TaskState.STARTED and batch[0].started_at is not None
+    assert event.task_id == held.pk and event.data == {"worker": "w1", "attempt": 1}
+    # The worker's copy is brought up to date; the others' are left as they were.
+    assert held.state == TaskState.STARTED and held.started_at is not None
+    assert cancelled.state == TaskState.RECEIVED and cancelled.started_at is None
 
 
 def _started_batch(owner: User, size: int) -> list[Task]:
-    batch = [_claimed(owner, worker="w1") for _ in range(size)]
-    assert services.tasks_start(tasks=batch) == batch
+    jobs = [_task(owner) for _ in range(size)]
+    batch = services.tasks_claim_and_start(queue_name=jobs[0].queue_name, worker="w1", size=size)
+    assert [task.pk for task in batch] == [task.pk for task in jobs]
     return batch
 
 
@@ -170,6 +178,34 @@ def test_a_worker_whose_claim_was_taken_over_cannot_finish_the_job(owner: User) 
     assert second.attempts == 2 and second.state == TaskState.RECEIVED
 
 
+def test_a_claim_handed_back_spends_no_attempt_and_leaves_the_attempt_history(owner: User) -> None:
+    task = _claimed(owner, worker="remote:gpu")
+    assert services.task_hand_back(task=task, reason="server gpu refused the connection")
+    row = Task.objects.get(pk=task.pk)
+    assert (row.state, row.attempts, row.worker, row.queue_name) == (TaskState.PENDING, 0, "", "")
+    assert task_attempts_history(task=row) == []
+    handed_back = TaskEvent.objects.get(task=task, type="handed_back")
+    assert handed_back.data == {"worker": "remote:gpu", "attempt": 1, "reason": "server gpu refused the connection"}
+    # Its next claim is attempt 1 again, and the only one in its history.
+    assert services.task_claim(task_id=task.pk, worker="w2")
+    row = Task.objects.get(pk=task.pk)
+    assert row.attempts == 1
+    assert [(run["attempt"], run["worker"]) for run in task_attempts_history(task=row)] == [(1, "w2")]
+    # Only the claim it was given is handed back: not one taken since.
+    assert not services.task_hand_back(task=task, reason="late")
+    assert Task.objects.get(pk=task.pk).worker == "w2"
+
+
+def test_a_claim_is_not_handed_back_once_started_or_cancelled(owner: User) -> None:
+    started, cancelled = _claimed(owner), _claimed(owner)
+    assert services.task_start(task=started)
+    services.task_cancel(task=cancelled)
+    for task in (started, cancelled):
+        assert not services.task_hand_back(task=task, reason="refused")
+        assert Task.objects.get(pk=task.pk).attempts == 1
+    assert not TaskEvent.objects.filter(type="handed_back").exists()
+
+
 def test_expired_leases_requeue_until_attempts_are_spent(owner: User, settings: object) -> None:
     settings.BACKSERV = {**settings.BACKSERV, "MAX_ATTEMPTS": 2}  # type: ignore[attr-defined]
     task = _task(owner)
@@ -211,9 +247,9 @@ def test_claims_take_the_highest_priority_then_the_oldest(owner: User) -> None:
     high_old = _task(owner, priority=9)
     high_new = _task(owner, priority=9)
     queue = low.queue_name
-    order = [services.task_claim_next(queue_name=queue, worker="w").pk for _ in range(3)]
+    order = [services.tasks_claim_and_start(queue_name=queue, worker="w", size=1)[0].pk for _ in range(3)]
     assert order == [high_old.pk, high_new.pk, low.pk]
-    assert services.task_claim_next(queue_name=queue, worker="w") is None
+    assert services.tasks_claim_and_start(queue_name=queue, worker="w", size=1) == []
 
 
 def test_cancel_of_a_finished_job_is_a_conflict(owner: User) -> None:
@@ -272,7 +308,7 @@ def test_a_batch_from_a_short_queue_is_claimed_from_one_read_in_two_updates(owne
     other = _task(owner, priority=5, params_size=128)
     last = _task(owner, priority=1, params_size=64)
     with CaptureQueriesContext(connection) as queries:
-        batch = services.task_claim_batch(queue_name=other.queue_name, worker="w", size=4)
+        batch = services.tasks_claim_and_start(queue_name=other.queue_name, worker="w", size=4)
     # The leader and every waiting job of its batch key, best first; the other size waits.
     assert [task.pk for task in batch] == [small[0].pk, small[1].pk, last.pk]
     queue_reads = [sql for sql in _statements(queries, "SELECT") if "LIMIT" in sql]
@@ -280,27 +316,39 @@ def test_a_batch_from_a_short_queue_is_claimed_from_one_read_in_two_updates(owne
     # The leader's claim, then its two companions' in one.
     assert len(_statements(queries, "UPDATE")) == 2, _statements(queries, "UPDATE")
     rows = Task.objects.filter(pk__in=[task.pk for task in batch])
-    assert {(row.state, row.worker, row.attempts) for row in rows} == {(TaskState.RECEIVED, "w", 1)}
-    assert [(task.state, task.worker, task.attempts) for task in batch] == [(TaskState.RECEIVED, "w", 1)] * 3
+    assert {(row.state, row.worker, row.attempts) for row in rows} == {(TaskState.STARTED, "w", 1)}
+    assert [(task.state, task.worker, task.attempts) for task in batch] == [(TaskState.STARTED, "w", 1)] * 3
     assert TaskEvent.objects.filter(task__in=batch, type="claimed").count() == 3
     assert Task.objects.get(pk=other.pk).state == TaskState.PENDING
 
 
-def test_a_companion_taken_since_it_was_read_is_left_out_of_the_batch(owner: User) -> None:
+def test_a_companion_taken_since_it_was_read_is_left_out_of_the_batch(
+    owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     read = [_task(owner, params_size=64) for _ in range(3)]
-    assert services.task_claim(task_id=read[1].pk, worker="other")
-    claimed = services.tasks_claim(tasks=[read[0], read[1], read[2]], worker="w", queue_name=read[0].queue_name)
-    assert [task.pk for task in claimed] == [read[0].pk, read[2].pk]
+    best_claimable = running._best_claimable
+
+    def read_then_another_worker_claims(**kwargs: object) -> list[Task]:
+        seen = best_claimable(**kwargs)  # type: ignore[arg-type]
+        # Another worker claims the second job between this worker's read and its UPDATE.
+        assert services.task_claim(task_id=read[1].pk, worker="other")
+        return seen
+
+    monkeypatch.setattr(running, "_best_claimable", read_then_another_worker_claims)
+    batch = services.tasks_claim_and_start(queue_name=read[0].queue_name, worker="w", size=3)
+    assert [task.pk for task in batch] == [read[0].pk, read[2].pk]
     assert Task.objects.get(pk=read[1].pk).worker == "other"
-    assert read[1].state == TaskState.PENDING  # the stale copy is not touched
     assert TaskEvent.objects.filter(task=read[1], type="claimed").count() == 1
+    assert not TaskEvent.objects.filter(task=read[1], type="started").exists()
+    started = TaskEvent.objects.filter(type="started").order_by("id")
+    assert [event.data["batch_size"] for event in started] == [2, 2]
 
 
 def test_companions_behind_the_first_candidates_are_found_by_a_second_read(owner: User) -> None:
     leader = _task(owner, priority=9, params_size=64)
     ahead = [_task(owner, priority=8, params_size=128) for _ in range(8)]
     behind = _task(owner, priority=1, params_size=64)
-    batch = services.task_claim_batch(queue_name=leader.queue_name, worker="w", size=4, candidates=8)
+    batch = services.tasks_claim_and_start(queue_name=leader.queue_name, worker="w", size=4)
     assert [task.pk for task in batch] == [leader.pk, behind.pk]
     assert all(Task.objects.get(pk=task.pk).state == TaskState.PENDING for task in ahead)
 
@@ -310,7 +358,7 @@ def test_a_full_read_holding_a_whole_batch_is_the_only_read(owner: User) -> None
     best companions (any job beyond it ranks behind them)."""
     jobs = [_task(owner, priority=5, params_size=64) for _ in range(12)]
     with CaptureQueriesContext(connection) as queries:
-        batch = services.task_claim_batch(queue_name=jobs[0].queue_name, worker="w", size=4, candidates=8)
+        batch = services.tasks_claim_and_start(queue_name=jobs[0].queue_name, worker="w", size=4)
     assert [task.pk for task in batch] == [task.pk for task in jobs[:4]]
     queue_reads = [sql for sql in _statements(queries, "SELECT") if "LIMIT" in sql]
     assert len(queue_reads) == 1, queue_reads
@@ -319,10 +367,12 @@ def test_a_full_read_holding_a_whole_batch_is_the_only_read(owner: User) -> None
 
 def test_a_batch_of_one_claims_the_best_job_alone(owner: User) -> None:
     first, second = _task(owner, priority=9, params_size=64), _task(owner, priority=9, params_size=64)
-    assert [task.pk for task in services.task_claim_batch(queue_name=first.queue_name, worker="w", size=1)] == [
+    assert [task.pk for task in services.tasks_claim_and_start(queue_name=first.queue_name, worker="w", size=1)] == [
         first.pk
     ]
     assert Task.objects.get(pk=second.pk).state == TaskState.PENDING
+    started = TaskEvent.objects.get(type="started")
+    assert started.data == {"worker": "w", "attempt": 1}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -337,8 +387,12 @@ def test_a_worker_claims_and_starts_a_batch_in_one_transaction(owner: User) -> N
     assert all(row.started_at is not None and row.claimed_at is not None for row in rows)
     # The log reads as it did with two commits: claimed, then started.
     for task in jobs:
-        kinds = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("type", flat=True))
-        assert kinds == ["submitted", "claimed", "started"]
+        events = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("type", "data"))
+        assert events == [
+            ("submitted", events[0][1]),
+            ("claimed", {"worker": "w"}),
+            ("started", {"worker": "w", "attempt": 1, "batch_size": 3}),
+        ]
     statements = [query["sql"] for query in queries.captured_queries]
     assert statements.count("COMMIT") == 1
     assert not [sql for sql in statements if "SAVEPOINT" in sql]
@@ -346,6 +400,21 @@ def test_a_worker_claims_and_starts_a_batch_in_one_transaction(owner: User) -> N
     # of all six events.
     assert len([sql for sql in statements if sql.startswith("UPDATE")]) == 2
     assert len([sql for sql in statements if sql.startswith("INSERT")]) == 1
+
+
+def test_a_batch_s_jobs_each_start_on_their_own_next_attempt(owner: User) -> None:
+    jobs = [_task(owner, params_size=64) for _ in range(3)]
+    # The last one ran once before (its worker was lost): this is its second attempt.
+    Task.objects.filter(pk=jobs[2].pk).update(attempts=1)
+    with CaptureQueriesContext(connection) as queries:
+        batch = services.tasks_claim_and_start(queue_name=jobs[0].queue_name, worker="w", size=3)
+    expected = [(jobs[0].pk, 1), (jobs[1].pk, 1), (jobs[2].pk, 2)]
+    assert [(task.pk, task.attempts) for task in batch] == expected
+    assert sorted(Task.objects.values_list("pk", "attempts")) == sorted(expected)
+    started = dict(TaskEvent.objects.filter(type="started").values_list("task_id", "data"))
+    assert [started[task.pk]["attempt"] for task in batch] == [1, 1, 2]
+    # The leader's UPDATE, then one for both companions, each set its own attempt.
+    assert len(_statements(queries, "UPDATE")) == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -359,7 +428,7 @@ def test_a_take_that_fails_after_its_update_leaves_the_job_waiting(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr("tasks.services.running.held_events_recorded", broken)
+    monkeypatch.setattr("tasks.services.core.record_events", broken)
     with pytest.raises(RuntimeError):
         services.tasks_claim_and_start(queue_name=task.queue_name, worker="w", size=1)
     row = Task.objects.get(pk=task.pk)

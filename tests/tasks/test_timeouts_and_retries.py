@@ -66,8 +66,10 @@ def test_a_claimed_job_is_not_timed_out_by_the_queue_sweep(owner: User) -> None:
 
 def test_claims_skip_jobs_past_their_queue_deadline(owner: User) -> None:
     task = _task(owner, queue_timeout=5)
-    later = task.submitted_at + timedelta(seconds=6)
-    assert services.task_claim_next(queue_name=task.queue_name, worker="w", now=later) is None
+    # Six seconds on, before the sweep has timed it out.
+    Task.objects.filter(pk=task.pk).update(queue_deadline=timezone.now() - timedelta(seconds=1))
+    assert services.tasks_claim_and_start(queue_name=task.queue_name, worker="w", size=1) == []
+    assert Task.objects.get(pk=task.pk).state == TaskState.PENDING
 
 
 def test_it_refuses_a_queue_timeout_out_of_range(client: APIClient) -> None:
@@ -132,12 +134,12 @@ def test_a_job_in_backoff_is_claimed_only_once_the_backoff_ends(
     # On commit the job is routed again (to the same local queue) and its message sent.
     with django_capture_on_commit_callbacks(execute=True):
         services.task_fail(task=task, code="TRANSIENT_IO", message="disk hiccup", now=now)
-    run_after = Task.objects.get(pk=task.pk).run_after
-    assert (
-        services.task_claim_next(queue_name=task.queue_name, worker="w2", now=run_after - timedelta(seconds=1)) is None
-    )
-    claimed = services.task_claim_next(queue_name=task.queue_name, worker="w2", now=run_after + timedelta(seconds=1))
-    assert claimed is not None and claimed.pk == task.pk and claimed.attempts == 2
+    assert Task.objects.get(pk=task.pk).run_after > timezone.now()
+    assert services.tasks_claim_and_start(queue_name=task.queue_name, worker="w2", size=1) == []
+    # The backoff over (its end moved to a second ago rather than waited for):
+    Task.objects.filter(pk=task.pk).update(run_after=timezone.now() - timedelta(seconds=1))
+    [claimed] = services.tasks_claim_and_start(queue_name=task.queue_name, worker="w2", size=1)
+    assert claimed.pk == task.pk and claimed.attempts == 2
 
 
 def test_a_retry_is_sent_as_a_delayed_message(
