@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 
 class TaskState(models.TextChoices):
@@ -20,6 +21,10 @@ class TaskState(models.TextChoices):
 ACTIVE_STATES = frozenset({TaskState.RECEIVED, TaskState.STARTED})
 UNFINISHED_STATES = frozenset({TaskState.PENDING, *ACTIVE_STATES})
 TERMINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.TIMEOUT, TaskState.REVOKED})
+
+# The partial indexes' conditions, in a fixed order (migrations compare them as written).
+_UNFINISHED = sorted(UNFINISHED_STATES)
+_ACTIVE = sorted(ACTIVE_STATES)
 RETRYABLE_STATES = frozenset({TaskState.FAILURE, TaskState.TIMEOUT, TaskState.REVOKED})
 
 # Every state change the services may make, as target -> the states it may come from.
@@ -38,7 +43,8 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 class Task(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    # Not indexed alone: task_owner_recent, led by the owner, serves its lookups.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks", db_index=False)
     # A label for the API consumer's own end user ("user_id" in the Back.Serv API).
     user_label = models.CharField(max_length=200, blank=True)
     task_type = models.CharField(max_length=50)
@@ -67,7 +73,10 @@ class Task(models.Model):
     queue_name = models.CharField(max_length=100, blank=True)
     # Routing: the server it was sent to, the server group the client asked for, and why
     # it is not routed yet (WAITING_FOR_SERVER) if it is not.
-    server = models.ForeignKey("servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    # Not indexed alone: task_server_completed, led by the server, serves its lookups.
+    server = models.ForeignKey(
+        "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
+    )
     group = models.CharField(max_length=100, blank=True)
     # Jobs of a type Back.Serv does not run itself (the distributed-system document's
     # "video-processing"): what a remote server must declare to be sent it. Empty for
@@ -96,25 +105,30 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-submitted_at"]
+        # Each index names the query it serves (tasks/migrations/0011_partial_indexes).
+        # Those over unfinished jobs are partial: most rows are finished jobs, which
+        # they then neither hold nor are updated for.
         indexes = [
             models.Index(fields=["owner", "-submitted_at"], name="task_owner_recent"),
-            # A submit's quota counts the owner's unfinished jobs under a lock on the
-            # owner: by state, not through every job the owner ever ran.
-            models.Index(fields=["owner", "state"], name="task_owner_state"),
-            # The claim query: the best PENDING job of a queue.
-            models.Index(fields=["queue_name", "state", "-priority", "submitted_at"], name="task_claim_order"),
-            models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),
-            models.Index(fields=["state", "queue_deadline"], name="task_state_queue_deadline"),
-            # The dashboard's oldest waiting job.
-            models.Index(fields=["state", "queued_at"], name="task_state_queued"),
+            # A submit's quota: the owner's unfinished jobs.
+            models.Index(fields=["owner"], condition=Q(state__in=_UNFINISHED), name="task_owner_unfinished"),
+            # The claim (the best PENDING jobs of a queue) and queue positions.
+            models.Index(
+                fields=["queue_name", "-priority", "submitted_at"],
+                condition=Q(state=TaskState.PENDING),
+                name="task_pending_claim_order",
+            ),
+            # The sweeps: expired leases (also a queue's lanes: its running jobs), queue
+            # deadlines; the dashboard's oldest waiting job.
+            models.Index(fields=["lease_expires_at"], condition=Q(state__in=_ACTIVE), name="task_active_lease"),
+            models.Index(fields=["queue_deadline"], condition=Q(state=TaskState.PENDING), name="task_pending_deadline"),
+            models.Index(fields=["queued_at"], condition=Q(state=TaskState.PENDING), name="task_pending_queued"),
             # Stats read a day of jobs by when they were created and when they ended.
             models.Index(fields=["submitted_at"], name="task_submitted"),
             models.Index(fields=["completed_at"], name="task_completed"),
             models.Index(fields=["server", "completed_at"], name="task_server_completed"),
             # Routing counts each server's unfinished jobs under the balancer's lock.
-            models.Index(fields=["server", "state"], name="task_server_state"),
-            # A submit's ETA reads the type's latest successful runs.
-            models.Index(fields=["task_type", "state", "-completed_at"], name="task_type_recent_runs"),
+            models.Index(fields=["server"], condition=Q(state__in=_UNFINISHED), name="task_server_unfinished"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),
