@@ -8,10 +8,13 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install run test lint format
 
-$(INSTALLED): requirements/base.txt requirements/worker.txt requirements/dev.txt
+# The requirements, then the Python client and its `backserv` command (.venv/bin/backserv),
+# editable so that the suite tests this checkout's client.
+$(INSTALLED): requirements/base.txt requirements/worker.txt requirements/dev.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet -e clients/python
 	touch $@
 
 install: $(INSTALLED)
