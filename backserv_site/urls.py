@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from backserv_site.health import health
+from backserv_site.health import health, health_live, health_ready
 from backserv_site.media import media_file
 from backserv_site.metrics import metrics
 from tasks.api.errors import error_body
@@ -16,6 +16,8 @@ from tasks.dashboard import dashboard_page
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("health/live", health_live, name="health-live"),
+    path("health/ready", health_ready, name="health-ready"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tasks.api.urls")),

@@ -21,6 +21,7 @@ from tasks import selectors, services
 from tasks.dashboard import STATE_COLORS, dashboard_view
 from tasks.errors import StateConflict
 from tasks.models import Task, TaskEvent, TaskState, WebhookAttempt, WebhookDelivery
+from tasks.usage_page import usage_view
 from tasks.webhooks import webhook_redeliver
 
 # django_dramatiq's message log is not used (its middleware is not installed); its empty
@@ -107,6 +108,7 @@ class TaskAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Usage and retention", {"fields": ("queue_seconds", "gpu_seconds", "result_expired_at")}),
     )
     readonly_fields = (
         *(field.name for field in Task._meta.fields),
@@ -135,7 +137,8 @@ class TaskAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         dashboard = path("dashboard/", self.admin_site.admin_view(dashboard_view), name="tasks_dashboard")
-        return [dashboard, *super().get_urls()]
+        usage = path("usage/", self.admin_site.admin_view(usage_view), name="tasks_usage")
+        return [dashboard, usage, *super().get_urls()]
 
     # Columns ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from tasks.services.core import (
     transition,
     transition_held,
 )
+from tasks.usage import held_usage
 
 
 def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = None, seen: Task | None = None) -> bool:
@@ -369,11 +370,12 @@ def task_succeed(*, task: Task, result: dict[str, Any], last_step: tuple[int, in
 Finished = tuple[Task, dict[str, Any], tuple[int, int] | None]
 
 
-def tasks_succeed(*, finished: list[Finished]) -> list[Task]:
+def tasks_succeed(*, finished: list[Finished], batch_size: int = 1) -> list[Task]:
     """Record the jobs of one pipeline call as succeeded, in one transaction (see
     transition_held); returns those still held, the others' results are the caller's
-    to discard."""
+    to discard. `batch_size`: the jobs the call ran, who share its GPU time."""
     results = {task.pk: (result, last_step) for task, result, last_step in finished}
+    completed_at = timezone.now()
 
     def last_progress(task: Task) -> list[PriorEvent]:
         last_step = results[task.pk][1]
@@ -387,17 +389,20 @@ def tasks_succeed(*, finished: list[Finished]) -> list[Task]:
         to=TaskState.SUCCESS,
         event=EventType.SUCCEEDED,
         data_of=lambda task: {},
-        fields_of=lambda task: {"result": results[task.pk][0]},
+        fields_of=lambda task: {
+            "result": results[task.pk][0],
+            **held_usage(task, completed_at=completed_at, batch_size=batch_size),
+        },
         prior_events_of=last_progress,
         progress=1.0,
-        completed_at=timezone.now(),
+        completed_at=completed_at,
         lease_expires_at=None,
     )
 
 
-def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None) -> bool:
+def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None, batch_size: int = 1) -> bool:
     """A failed run: back to PENDING after a backoff when the failure is retryable and
-    attempts remain, else FAILURE."""
+    attempts remain, else FAILURE. `batch_size`: the jobs of its pipeline call."""
     if policy.is_retryable(code) and task.attempts < task.max_attempts:
         return retry_later(
             task=task,
@@ -414,12 +419,18 @@ def task_fail(*, task: Task, code: str, message: str, now: datetime | None = Non
         data={"code": code, "message": message, "attempt": task.attempts},
         error_code=code,
         error_message=message,
-        completed_at=timezone.now(),
         lease_expires_at=None,
+        **_ended(task, batch_size=batch_size),
     )
 
 
-def task_time_out_running(*, task: Task, limit_seconds: float) -> bool:
+def _ended(task: Task, *, batch_size: int) -> dict[str, Any]:
+    """The fields of a held job ending now: when, and its usage."""
+    completed_at = timezone.now()
+    return {"completed_at": completed_at, **held_usage(task, completed_at=completed_at, batch_size=batch_size)}
+
+
+def task_time_out_running(*, task: Task, limit_seconds: float, batch_size: int = 1) -> bool:
     """The worker stopped a job that ran past its task type's run time limit."""
     message = f"The task ran longer than its limit of {limit_seconds:g} seconds."
     return transition(
@@ -431,12 +442,12 @@ def task_time_out_running(*, task: Task, limit_seconds: float) -> bool:
         data={"code": "RUN_TIME_LIMIT", "message": message, "attempt": task.attempts},
         error_code="RUN_TIME_LIMIT",
         error_message=message,
-        completed_at=timezone.now(),
         lease_expires_at=None,
+        **_ended(task, batch_size=batch_size),
     )
 
 
-def task_revoke_running(*, task: Task) -> bool:
+def task_revoke_running(*, task: Task, batch_size: int = 1) -> bool:
     """The worker stopped a job whose cancel was requested."""
     return transition(
         task_id=task.pk,
@@ -444,6 +455,6 @@ def task_revoke_running(*, task: Task) -> bool:
         event=EventType.REVOKED,
         sources=ACTIVE_STATES,
         match=claim_holder(worker=task.worker, attempt=task.attempts),
-        completed_at=timezone.now(),
         lease_expires_at=None,
+        **_ended(task, batch_size=batch_size),
     )
