@@ -1,8 +1,19 @@
-"""GET /health: is this node able to take jobs? Open to anyone (load balancers probe it)."""
+"""Probes, open to anyone (load balancers and orchestrators call them):
+
+- GET /health: the database and the broker (503 naming the one that fails), and the
+  workers, reported only.
+- GET /health/live: the process answers; it touches nothing else, so a database
+  outage never gets a healthy process restarted.
+- GET /health/ready: the node can take jobs and see them run: the database, the broker
+  and a worker that takes jobs (this process's own threads, or an online server);
+  503 naming what is missing.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from datetime import timedelta
 
 import dramatiq
@@ -50,15 +61,41 @@ def workers_online() -> str:
     return f"{alive} online" if alive else "none"
 
 
-@require_GET
-def health(request: HttpRequest) -> JsonResponse:
-    checks: dict[str, str] = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker)):
+def _checked(checks: dict[str, Callable[[], str]]) -> dict[str, str]:
+    """Each check's answer, or the name of the error it raised."""
+    answers: dict[str, str] = {}
+    for name, check in checks.items():
         try:
-            checks[name] = check()
+            answers[name] = check()
         except Exception as error:
             logger.warning("health check %s failed: %s", name, error)
-            checks[name] = f"error: {type(error).__name__}"
+            answers[name] = f"error: {type(error).__name__}"
+    return answers
+
+
+# What readiness takes for a worker that takes jobs.
+_WORKERS_PRESENT = re.compile(r"^(embedded|unregistered|\d+ online)$")
+
+
+def _check_workers() -> str:
+    """Who takes jobs: "embedded" (this process's worker threads), "N online" (servers
+    that take jobs), "unregistered" (a fleet whose workers do not register: they cannot
+    be seen, and an API never ready would be worse than one that cannot tell), or
+    "none", which readiness calls missing."""
+    from servers.routing import local_workers_are_present
+    from servers.selectors import servers_taking_jobs
+
+    if local_workers_are_present():
+        return "embedded"
+    taking = len(servers_taking_jobs())
+    if taking:
+        return f"{taking} online"
+    return "unregistered" if settings.DISTRIBUTED and not settings.SERVERS["REGISTER_WORKERS"] else "none"
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    checks = _checked({"database": _check_database, "broker": _check_broker})
     healthy = all(value == "ok" for value in checks.values())
     try:
         workers = workers_online()
@@ -72,3 +109,24 @@ def health(request: HttpRequest) -> JsonResponse:
         "workers": workers,
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@require_GET
+def health_live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok", "service": "backserv", "version": settings.VERSION})
+
+
+@require_GET
+def health_ready(request: HttpRequest) -> JsonResponse:
+    checks = _checked({"database": _check_database, "broker": _check_broker, "workers": _check_workers})
+    ready = {"database": checks["database"] == "ok", "broker": checks["broker"] == "ok"}
+    ready["workers"] = bool(_WORKERS_PRESENT.match(checks["workers"]))
+    missing = [name for name, ok in ready.items() if not ok]
+    body = {
+        "status": "ready" if not missing else "unavailable",
+        "service": "backserv",
+        "version": settings.VERSION,
+        "checks": checks,
+        "missing": missing,
+    }
+    return JsonResponse(body, status=503 if missing else 200)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from backserv_site.env import (
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "django_dramatiq",
     "accounts",
     "tasks",
@@ -80,6 +82,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before any middleware that may answer by itself (an HTTPS redirect, a static file),
+    # so those answers carry the CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -240,7 +245,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Tags each operation by its path (backserv_site.openapi).
+    "DEFAULT_SCHEMA_CLASS": "backserv_site.openapi.AutoSchema",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -259,6 +265,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # The distributed-system document's routes have their own description (/openapi.json).
     "PREPROCESSING_HOOKS": ["tasks.compat.distributed.schema.exclude_from_backserv_schema"],
+    # The enums' hook is drf-spectacular's default; ours lists the tags with their lines.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "backserv_site.openapi.describe_tags"],
     # Request bodies are documented as JSON, what clients are told to send; the parsers
     # still take form posts. Uploads name multipart themselves.
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
@@ -399,7 +407,15 @@ BACKSERV = {
     # Unfinished (PENDING..STARTED) jobs one user may have at once; a user's own
     # max_unfinished_tasks (admin) wins. 0: no limit.
     "MAX_UNFINISHED_TASKS": env_int("BACKSERV_MAX_UNFINISHED_TASKS", 100),
+    # The sweep deletes the output files of jobs finished longer ago than this (the job
+    # stays, `result_expired`), and with TASK_RETENTION_DAYS the jobs themselves, a
+    # bounded batch a sweep. 0 keeps them forever.
+    "RESULT_RETENTION_DAYS": env_float("RESULT_RETENTION_DAYS", 7.0),
+    "TASK_RETENTION_DAYS": env_float("TASK_RETENTION_DAYS", 0.0),
 }
+for _name in ("RESULT_RETENTION_DAYS", "TASK_RETENTION_DAYS"):
+    if BACKSERV[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (keep forever) or a number of days, got {BACKSERV[_name]}")
 
 SERVERS = {
     # Worker processes register themselves as servers and consume their own queue.
@@ -550,7 +566,7 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
 # Load balancers and scrapers probe these over plain http inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^health(/live|/ready)?$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
@@ -561,3 +577,18 @@ METRICS_ALLOW_LOOPBACK = env_bool("METRICS_ALLOW_LOOPBACK", SECURE_PROXY_SSL_HEA
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# Cross-origin requests (django-cors-headers): off unless origins are named, e.g.
+# "https://app.example.com". Browsers then may call the API from those origins with a
+# token (no cookies: the admin's session stays same-origin), send the headers our
+# routes read, and read the headers they answer with.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_ALLOW_HEADERS = (*default_headers, "idempotency-key", "prefer", "last-event-id")
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "Location",
+    "Idempotent-Replayed",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]

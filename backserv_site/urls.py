@@ -8,13 +8,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from backserv_site.dashboard import dashboard_page
 from backserv_site.error_bodies import error_body
-from backserv_site.health import health
+from backserv_site.health import health, health_live, health_ready
 from backserv_site.media import media_file
 from backserv_site.metrics import metrics
 from tasks.compat.distributed.base import django_error
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("health/live", health_live, name="health-live"),
+    path("health/ready", health_ready, name="health-ready"),
     path("metrics", metrics, name="metrics"),
     # The operator dashboard, in the admin beside the jobs' list (which links to it).
     path("admin/tasks/task/dashboard/", dashboard_page, name="admin-dashboard"),

@@ -89,7 +89,10 @@ def _uuid(text: str, kind: str) -> str:
 
 
 class ImageInputField(serializers.CharField):
-    """A param naming an input image. Needs the submitting user as context["owner"]."""
+    """An input image: an http(s) URL, a data:image URI (or bare base64), upload:<id>
+    or task:<id> (the first output of an earlier job of yours).
+
+    Needs the submitting user as context["owner"]."""
 
     def to_internal_value(self, data: Any) -> str:
         text = super().to_internal_value(data)
@@ -210,6 +213,9 @@ def _fetch(reference: ImageReference, *, owner_id: int) -> bytes:
     outputs = (result or {}).get("outputs") or []
     if not outputs or not str(outputs[0].get("content_type", "")).startswith("image/"):
         raise InputError(INPUT_NOT_IMAGE, f"Task {reference.value} has no image output.")
+    if not outputs[0].get("path"):
+        # Its files were deleted by result retention (RESULT_RETENTION_DAYS).
+        raise InputError(INPUT_NOT_FOUND, f"Task {reference.value}'s output has expired and was deleted.")
     return _read_stored(outputs[0]["path"])
 
 

@@ -156,12 +156,13 @@ def _run_started(started: list[Task], steps: BatchSteps) -> list[tuple[list[Any]
         return None
     except PipelineInputError as error:
         for task in steps.running:
-            services.task_fail(task=task, code=error.code, message=error.message)
+            services.task_fail(task=task, code=error.code, message=error.message, batch_size=len(started))
         return None
     except Exception as error:
         logger.exception("task(s) %s failed", ", ".join(str(task.pk) for task in steps.running))
+        message = f"{type(error).__name__}: {error}"
         for task in steps.running:
-            services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
+            services.task_fail(task=task, code=_error_code(error), message=message, batch_size=len(started))
         return None
     seconds = time.perf_counter() - began
     logger.info(
@@ -182,13 +183,14 @@ def _finish_started(started: list[Task], steps: BatchSteps, results: list[tuple[
         try:
             outputs_encode([output for _, outputs, _ in kept for output in outputs])
             for task, outputs, metadata in kept:
-                result = _deliver(task, outputs, metadata)
+                result = _deliver(task, outputs, metadata, batch_size=len(started))
                 if result is not None:
                     finished.append((task, result))
             # The work is done: recording it is worth waiting out a database restart.
             succeeded = retried_on_reconnect(
                 lambda: services.tasks_succeed(
-                    finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished]
+                    finished=[(task, result, steps.reporters[task.pk].last_step) for task, result in finished],
+                    batch_size=len(started),
                 ),
                 attempts=5,
                 pause_seconds=4 * DATABASE_RETRY_PAUSE_SECONDS,
@@ -196,15 +198,16 @@ def _finish_started(started: list[Task], steps: BatchSteps, results: list[tuple[
         except Exception as error:
             # An encoder or the storage failing (a full disk, say): worth another attempt.
             logger.exception("storing the outputs of %s failed", ", ".join(str(task.pk) for task, _, _ in kept))
+            message = f"{type(error).__name__}: {error}"
             for task, _, _ in kept:
-                services.task_fail(task=task, code=_error_code(error), message=f"{type(error).__name__}: {error}")
+                services.task_fail(task=task, code=_error_code(error), message=message, batch_size=len(started))
             succeeded = []
         for task, result in finished:
             if task not in succeeded:
                 outputs_discard(result["outputs"])
 
 
-def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> dict[str, Any] | None:
+def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any], *, batch_size: int) -> dict[str, Any] | None:
     """Store a finished job's outputs (and PUT the first to its output URL, if it has
     one); returns its result, or None when the job failed on the way."""
     output_url = task.params.get("output_url")
@@ -212,7 +215,7 @@ def _deliver(task: Task, outputs: list[Any], metadata: dict[str, Any]) -> dict[s
         try:
             output_put(url=output_url, output=outputs[0])
         except PipelineInputError as error:
-            services.task_fail(task=task, code=error.code, message=error.message)
+            services.task_fail(task=task, code=error.code, message=error.message, batch_size=batch_size)
             return None
         metadata = {**metadata, "output_url": output_url}
     stored = outputs_store(task=task, outputs=outputs)
@@ -265,6 +268,8 @@ class BatchSteps:
     def __init__(self, tasks: list[Task]):
         self.reporters = {task.pk: StepReporter(task) for task in tasks}
         self.running = list(tasks)
+        # The jobs the call started with, who share its GPU time.
+        self.batch_size = len(tasks)
         self.read_interval = settings.BACKSERV["CANCEL_CHECK_INTERVAL_SECONDS"]
         self._last_read = -math.inf
         self._check_sql = (
@@ -303,10 +308,10 @@ class BatchSteps:
             try:
                 call(self.reporters[task.pk], UNREAD if rows is None else rows.get(str(task.pk)))
             except TaskCancelled:
-                services.task_revoke_running(task=task)
+                services.task_revoke_running(task=task, batch_size=self.batch_size)
             except TaskOverTime:
                 limit = policy.run_time_limit_seconds(task.task_type)
-                services.task_time_out_running(task=task, limit_seconds=limit)
+                services.task_time_out_running(task=task, limit_seconds=limit, batch_size=self.batch_size)
             except TaskLost:
                 logger.warning("task %s was taken over by another worker; dropping this run", task.pk)
             else:

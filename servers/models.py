@@ -90,6 +90,8 @@ class LoadBalancer(models.Model):
 
     class Meta:
         verbose_name = "load balancer"
+        # One row: the admin's index lists it as the one thing it is.
+        verbose_name_plural = "load balancer"
 
     def __str__(self) -> str:
         return f"load balancer ({self.algorithm})"

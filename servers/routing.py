@@ -226,6 +226,10 @@ def local_workers_present(present: bool = True) -> None:
     _local_workers = present
 
 
+def local_workers_are_present() -> bool:
+    return _local_workers
+
+
 def _serverless_route(capabilities: list[str]) -> Route:
     # With no server registered, local workers take every job of ours from the shared
     # queue; a job only a remote server can run waits for one.

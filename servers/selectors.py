@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
+from servers import middleware
 from servers.models import LoadBalancer, Server, ServerKind, ServerStatus
+from servers.routing import local_workers_are_present
 from tasks.models import ACTIVE_STATES, Task, TaskState
 
 
@@ -48,6 +51,25 @@ def servers_list(*, status: str | None = None, group: str | None = None) -> list
         servers = servers.filter(status=status, maintenance=False)
     # Groups are a JSON list, which SQLite cannot search; a registry is small.
     return [server for server in servers if not group or group in server.groups]
+
+
+def servers_taking_jobs(*, now: datetime | None = None) -> list[Server]:
+    """Servers a job may be routed to now: online, not in maintenance, and heard from
+    (a heartbeat, or a remote server's health check) within HEARTBEAT_MISSES intervals,
+    so a fleet whose sweeps stopped does not count a silent worker as online."""
+    now = now or timezone.now()
+    config = settings.SERVERS
+    cutoff = now - timedelta(seconds=config["HEARTBEAT_INTERVAL_SECONDS"] * config["HEARTBEAT_MISSES"])
+    return list(Server.objects.filter(status=ServerStatus.ONLINE, maintenance=False, last_heartbeat_at__gte=cutoff))
+
+
+def task_types_runnable() -> set[str]:
+    """What some worker can run now: the types an online server declares, and those
+    this process's own worker threads (embedded mode) have the libraries and models for."""
+    runnable = {capability for server in servers_taking_jobs() for capability in server.capabilities}
+    if local_workers_are_present():
+        runnable.update(middleware.worker_capabilities())
+    return runnable
 
 
 def remote_servers_declaring(capabilities: Iterable[str]) -> list[Server]:

@@ -296,7 +296,7 @@ def servers_release_jobs(*, server: Server, reason: str) -> int:
     unstarted one routed elsewhere."""
     released = 0
     for task in Task.objects.filter(server=server, state__in=ACTIVE_STATES).only(
-        "pk", "worker", "attempts", "cancel_requested"
+        "pk", "worker", "attempts", "cancel_requested", "queued_at", "started_at"
     ):
         if task_services.task_release(task=task, reason=reason):
             released += 1

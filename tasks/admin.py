@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -20,6 +21,7 @@ from backserv_site.media import media_url
 from tasks import selectors, services
 from tasks.charts import STATE_COLORS
 from tasks.models import Task, TaskEvent, TaskState, WebhookAttempt, WebhookDelivery
+from tasks.usage_page import usage_view
 from tasks.webhooks import webhook_redeliver
 
 # django_dramatiq's message log is not used (its middleware is not installed); its empty
@@ -106,6 +108,7 @@ class TaskAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Usage and retention", {"fields": ("queue_seconds", "gpu_seconds", "result_expired_at")}),
     )
     readonly_fields = (
         *(field.name for field in Task._meta.fields),
@@ -131,6 +134,10 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        usage = path("usage/", self.admin_site.admin_view(usage_view), name="tasks_usage")
+        return [usage, *super().get_urls()]
 
     # Columns ------------------------------------------------------------------------
 

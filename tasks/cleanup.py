@@ -46,11 +46,13 @@ def tasks_cleanup(
     finished_before: datetime,
     states: Iterable[str] | None = None,
     batch_size: int = 500,
+    max_batches: int | None = None,
     dry_run: bool = False,
 ) -> CleanupReport:
     """Delete finished jobs (SUCCESS, FAILURE, TIMEOUT, REVOKED, or the given subset)
     that ended before a time, with their events and files. Unfinished jobs are never
-    touched. A dry run counts what would go and deletes nothing."""
+    touched. `max_batches`: stop after that many (the sweep's share), the rest is left
+    for later. A dry run counts what would go and deletes nothing."""
     chosen = set(states) if states else set(TERMINAL_STATES)
     unfinished = chosen - set(TERMINAL_STATES)
     if unfinished:
@@ -67,7 +69,7 @@ def tasks_cleanup(
             report.tasks += 1
             report.bytes_freed += task_files_size(task_id=task_id)
         return report
-    while True:
+    while max_batches is None or report.batches < max_batches:
         batch = list(old.order_by().values_list("pk", flat=True)[:batch_size])
         if not batch:
             return report
@@ -81,3 +83,4 @@ def tasks_cleanup(
         report.tasks += len(deleted_ids)
         report.batches += 1
         logger.info("cleanup batch", extra={"deleted": len(deleted_ids), "total_deleted": report.tasks})
+    return report

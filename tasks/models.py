@@ -103,6 +103,13 @@ class Task(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Usage, set as the job ends (tasks.usage): seconds it waited to start since it was
+    # last queued, and its share of the GPU time of the run that ended it.
+    queue_seconds = models.FloatField(null=True, blank=True)
+    gpu_seconds = models.FloatField(null=True, blank=True)
+    # When the sweep deleted its output files, RESULT_RETENTION_DAYS after it ended.
+    result_expired_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-submitted_at"]
         # Each index names the query it serves (tasks/migrations/0011_partial_indexes).
@@ -129,6 +136,13 @@ class Task(models.Model):
             models.Index(fields=["server", "completed_at"], name="task_server_completed"),
             # Routing counts each server's unfinished jobs under the balancer's lock.
             models.Index(fields=["server"], condition=Q(state__in=_UNFINISHED), name="task_server_unfinished"),
+            models.Index(fields=["owner", "completed_at"], name="task_owner_completed"),
+            # Result retention: the successful jobs whose files are still kept, oldest first.
+            models.Index(
+                fields=["completed_at"],
+                condition=models.Q(state=TaskState.SUCCESS, result_expired_at__isnull=True),
+                name="task_results_kept",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="task_priority_0_10"),
@@ -230,6 +244,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due")]
 
     def __str__(self) -> str:
@@ -249,3 +264,40 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}: {self.status_code or self.error}"
+
+
+class UsageDay(models.Model):
+    """One user's jobs of one task type that ended on one closed day (UTC), summed by
+    the sweep once the day is over (tasks.usage_rollup). Usage reads take the days up to
+    the last one rolled up from here: a month of a busy user's jobs is a hundred rows,
+    not a million, and it outlives TASK_RETENTION_DAYS deleting the jobs."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    task_type = models.CharField(max_length=50)
+    jobs = models.PositiveIntegerField()
+    succeeded = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+    gpu_seconds = models.FloatField()
+
+    class Meta:
+        constraints = [
+            # Also the index of one user's days.
+            models.UniqueConstraint(fields=["owner", "day", "task_type"], name="usage_day_owner_day_type"),
+        ]
+        # The admin's usage page: every user's days of a range.
+        indexes = [models.Index(fields=["day"], name="usage_day_day")]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id} {self.day} {self.task_type}"
+
+
+class UsageRolledDay(models.Model):
+    """A day UsageDay holds: rolled up once (its key refuses a second sweep doing it
+    again). Every day up to the latest is rolled up, those without jobs included."""
+
+    day = models.DateField(primary_key=True)
+    rolled_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return str(self.day)

@@ -36,6 +36,11 @@ def task_files_size(*, task_id: UUID | str) -> int:
     return total
 
 
+def task_files_left(*, task_id: UUID | str) -> bool:
+    """Whether any file of a job is stored (one a delete could not remove, say)."""
+    return bool(_task_files(task_id))
+
+
 def task_files_delete(*, task_id: UUID | str) -> int:
     """Delete every file stored for a job, and its folder; returns the bytes freed."""
     freed = 0

@@ -1,5 +1,6 @@
-"""The periodic sweeps (expired leases, queue deadlines, lost messages). Every worker process and the
-embedded server run them on a side thread; the sweeps are conditional UPDATEs, so any
+"""The periodic sweeps (expired leases, queue deadlines, lost messages, retention, usage
+roll-ups). Every worker process and the embedded server run them on a side thread; the
+sweeps are conditional UPDATEs (or, for the roll-ups, guarded by a unique key), so any
 number of processes may run them at once."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from django.conf import settings
 from django.db import connection
 
 from backserv_site.db import connection_work
+from tasks.retention import retention_sweep
 from tasks.services import tasks_redispatch_stale, tasks_requeue_expired, tasks_time_out_queued
+from tasks.usage_rollup import usage_day_roll_up
 from tasks.webhooks import webhooks_redispatch_due
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ def sweep_once() -> dict[str, int]:
         "timed_out": tasks_time_out_queued(),
         "redispatched": tasks_redispatch_stale(),
         "webhooks_redispatched": webhooks_redispatch_due(),
+        **retention_sweep(),
+        "usage_days_rolled_up": usage_day_roll_up(),
     }
     for sweep in _installed_sweeps:
         counts.update(sweep())

@@ -18,6 +18,8 @@ from rest_framework.test import APIClient
 # By route name: open on purpose. The API docs may or may not exist yet.
 OPEN_ROUTES = {
     "health",
+    "health-live",
+    "health-ready",
     "metrics",
     # /metrics under the task-manager document's name: the same rule (loopback, staff
     # tokens, the metrics bearer token).

@@ -23,6 +23,9 @@ TASK_EXAMPLE = {
     "submitted_at": "2026-01-01T12:00:00Z",
     "started_at": None,
     "completed_at": None,
+    "queue_seconds": None,
+    "gpu_seconds": None,
+    "result_expired": False,
 }
 
 TASK_EXAMPLES = [OpenApiExample("a waiting job", value=TASK_EXAMPLE, response_only=True, status_codes=["200", "202"])]

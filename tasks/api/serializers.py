@@ -145,6 +145,18 @@ class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     # worker, so it never has any.
     subtasks = serializers.SerializerMethodField()
     queue_timeout = serializers.IntegerField(source="queue_timeout_seconds", read_only=True)
+    queue_seconds = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Once finished: seconds it waited to start since it was queued."
+    )
+    gpu_seconds = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Once finished: its share of the GPU time of the run that ended it (the run's time over the "
+        "jobs batched in it); 0 if it never ran.",
+    )
+    result_expired = serializers.SerializerMethodField(
+        help_text="Its output files were deleted (RESULT_RETENTION_DAYS after it finished): `result` has no URLs."
+    )
 
     class Meta:
         model = Task
@@ -173,6 +185,9 @@ class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
             "submitted_at",
             "started_at",
             "completed_at",
+            "queue_seconds",
+            "gpu_seconds",
+            "result_expired",
             "subtasks",
         ]
         read_only_fields = fields
@@ -225,6 +240,10 @@ class TaskSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_subtasks(self, task: Task) -> list[Any]:
         return []
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_result_expired(self, task: Task) -> bool:
+        return task.result_expired_at is not None
 
     @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
     def get_error(self, task: Task) -> dict[str, str] | None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tasks.api import client_views, stats, views
+from tasks.api import client_views, stats, usage, views
 
 urlpatterns = [
     path("stats/tasks", stats.TaskStatsView.as_view(), name="stats-tasks"),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("tasks/<str:task_id>/retry", views.TaskRetryView.as_view(), name="task-retry"),
     path("tasks/<str:task_id>/events", client_views.TaskEventsView.as_view(), name="task-events"),
     path("tasks/<str:task_id>/webhooks", client_views.TaskWebhookDeliveriesView.as_view(), name="task-webhooks"),
+    path("usage", usage.UsageView.as_view(), name="usage"),
     path("webhook-secret", client_views.WebhookSecretView.as_view(), name="webhook-secret"),
     path(
         "webhook-deliveries/<str:delivery_id>/redeliver",

@@ -28,6 +28,7 @@ from tasks.services.core import (
     lease_deadline,
     retry_later,
 )
+from tasks.usage import held_usage
 
 
 def task_claim(*, task_id: UUID | str, worker: str, queue_name: str | None = None) -> bool:
@@ -251,11 +252,13 @@ def task_succeed(*, task: Task, result: dict[str, Any], last_step: tuple[int, in
 Finished = tuple[Task, dict[str, Any], tuple[int, int] | None]
 
 
-def tasks_succeed(*, finished: list[Finished]) -> list[Task]:
+def tasks_succeed(*, finished: list[Finished], batch_size: int = 1) -> list[Task]:
     """Record the jobs of one pipeline call as succeeded, in one UPDATE that sets each
     its own result, and one INSERT of their events; returns those still held, the
-    others' results are the caller's to discard."""
+    others' results are the caller's to discard. `batch_size`: the jobs the call ran,
+    who share its GPU time."""
     results = {task.pk: (result, last_step) for task, result, last_step in finished}
+    completed_at = timezone.now()
 
     def last_progress(task: Task) -> list[Event]:
         last_step = results[task.pk][1]
@@ -268,15 +271,18 @@ def tasks_succeed(*, finished: list[Finished]) -> list[Task]:
         to=TaskState.SUCCESS,
         event=EventType.SUCCEEDED,
         holder=current_claim,
-        fields={"progress": 1.0, "completed_at": timezone.now(), "lease_expires_at": None},
-        fields_of=lambda task: {"result": results[task.pk][0]},
+        fields={"progress": 1.0, "completed_at": completed_at, "lease_expires_at": None},
+        fields_of=lambda task: {
+            "result": results[task.pk][0],
+            **held_usage(task, completed_at=completed_at, batch_size=batch_size),
+        },
         prior_events_of=last_progress,
     ).run([task for task, _, _ in finished])
 
 
-def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None) -> bool:
+def task_fail(*, task: Task, code: str, message: str, now: datetime | None = None, batch_size: int = 1) -> bool:
     """A failed run: back to PENDING after a backoff when the failure is retryable and
-    attempts remain, else FAILURE."""
+    attempts remain, else FAILURE. `batch_size`: the jobs of its pipeline call."""
     match = current_claim(task)
     if policy.is_retryable(code) and task.attempts < task.max_attempts:
         return retry_later(task=task, code=code, message=message, match=match, now=now or timezone.now())
@@ -286,10 +292,11 @@ def task_fail(*, task: Task, code: str, message: str, now: datetime | None = Non
         event=EventType.FAILED,
         data={"code": code, "message": message, "attempt": task.attempts},
         fields={"error_code": code, "error_message": message},
+        batch_size=batch_size,
     )
 
 
-def task_time_out_running(*, task: Task, limit_seconds: float) -> bool:
+def task_time_out_running(*, task: Task, limit_seconds: float, batch_size: int = 1) -> bool:
     """The worker stopped a job that ran past its task type's run time limit."""
     message = f"The task ran longer than its limit of {limit_seconds:g} seconds."
     return _end_run(
@@ -298,12 +305,13 @@ def task_time_out_running(*, task: Task, limit_seconds: float) -> bool:
         event=EventType.TIMED_OUT,
         data={"code": "RUN_TIME_LIMIT", "message": message, "attempt": task.attempts},
         fields={"error_code": "RUN_TIME_LIMIT", "error_message": message},
+        batch_size=batch_size,
     )
 
 
-def task_revoke_running(*, task: Task) -> bool:
+def task_revoke_running(*, task: Task, batch_size: int = 1) -> bool:
     """The worker stopped a job whose cancel was requested."""
-    return _end_run(task=task, to=TaskState.REVOKED, event=EventType.REVOKED)
+    return _end_run(task=task, to=TaskState.REVOKED, event=EventType.REVOKED, batch_size=batch_size)
 
 
 def _end_run(
@@ -313,8 +321,11 @@ def _end_run(
     event: str,
     data: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
+    batch_size: int = 1,
 ) -> bool:
-    """End a claimed or running job the worker still holds."""
+    """End a claimed or running job the worker still holds, with its usage (its share
+    of its pipeline call's `batch_size` jobs)."""
+    completed_at = timezone.now()
     return bool(
         Change(
             to=to,
@@ -322,6 +333,11 @@ def _end_run(
             sources=ACTIVE_STATES,
             match=current_claim(task),
             data=data,
-            fields={**(fields or {}), "completed_at": timezone.now(), "lease_expires_at": None},
+            fields={
+                **(fields or {}),
+                "completed_at": completed_at,
+                "lease_expires_at": None,
+                **held_usage(task, completed_at=completed_at, batch_size=batch_size),
+            },
         ).run([task.pk])
     )

@@ -27,6 +27,7 @@ from tasks.models import (
 from tasks.selectors import SubmitFigures, submit_figures
 from tasks.services.core import UNROUTED, Change, EventType, config, queued_fields, record_event, task_redispatch
 from tasks.storage import task_files_delete
+from tasks.usage import usage_fields
 from tasks.webhooks import webhook_url_validate
 
 logger = logging.getLogger(__name__)
@@ -180,11 +181,12 @@ def task_cancel(*, task: Task) -> Task:
     # The job can move between the attempts (claimed, or requeued by a sweep): each
     # attempt is conditional, so try again with what it has become.
     for _ in range(3):
+        now = timezone.now()
         if Change(
             to=TaskState.REVOKED,
             event=EventType.REVOKED,
             sources=[TaskState.PENDING],
-            fields={"completed_at": timezone.now()},
+            fields={"completed_at": now, **usage_fields(queued_at=task.queued_at, started_at=None, completed_at=now)},
         ).run([task.pk]):
             break
         if Change(
@@ -223,6 +225,8 @@ def task_retry(*, task: Task) -> Task:
             "cancel_requested": False,
             "started_at": None,
             "completed_at": None,
+            "queue_seconds": None,
+            "gpu_seconds": None,
             "claimed_at": None,
             "run_after": None,
             "dispatched_at": now,

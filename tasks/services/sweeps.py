@@ -15,6 +15,7 @@ from tasks.models import (
     TaskState,
 )
 from tasks.services.core import Change, EventType, config, current_claim, retry_later, task_redispatch
+from tasks.usage import held_usage, usage_fields
 
 
 def _requeue_or_fail(
@@ -25,7 +26,10 @@ def _requeue_or_fail(
     Returns the new state, or None if the job had moved on (another sweep or the worker
     got there first)."""
     now = now or timezone.now()
-    end_fields = {"worker": "", "lease_expires_at": None, "completed_at": now}
+    # A run lost with its worker is not charged: how long it computed is unknown, and
+    # nothing it computed was delivered.
+    usage = {**held_usage(task, completed_at=now), "gpu_seconds": 0.0}
+    end_fields = {"worker": "", "lease_expires_at": None, "completed_at": now, **usage}
     if task.cancel_requested:
         ended = Change(
             to=TaskState.REVOKED,
@@ -60,7 +64,17 @@ def _requeue_or_fail(
     return TaskState.PENDING if done else None
 
 
-_SWEPT_FIELDS = ("pk", "task_type", "worker", "attempts", "max_attempts", "queue_timeout_seconds", "cancel_requested")
+_SWEPT_FIELDS = (
+    "pk",
+    "task_type",
+    "worker",
+    "attempts",
+    "max_attempts",
+    "queue_timeout_seconds",
+    "cancel_requested",
+    "queued_at",
+    "started_at",
+)
 
 
 def task_release(*, task: Task, reason: str) -> str | None:
@@ -89,8 +103,8 @@ def tasks_time_out_queued(*, now: datetime | None = None) -> int:
     """PENDING jobs past their queue deadline become TIMEOUT."""
     now = now or timezone.now()
     timed_out = 0
-    for task_id, waited in Task.objects.filter(state=TaskState.PENDING, queue_deadline__lt=now).values_list(
-        "pk", "queue_timeout_seconds"
+    for task_id, waited, queued_at in Task.objects.filter(state=TaskState.PENDING, queue_deadline__lt=now).values_list(
+        "pk", "queue_timeout_seconds", "queued_at"
     ):
         message = f"The task waited more than its queue timeout of {waited} seconds without starting."
         # The deadline is checked again in the UPDATE: a retry or requeue moves it.
@@ -100,7 +114,12 @@ def tasks_time_out_queued(*, now: datetime | None = None) -> int:
             sources=[TaskState.PENDING],
             match=Q(queue_deadline__lt=now),
             data={"code": "QUEUE_TIMEOUT", "message": message},
-            fields={"error_code": "QUEUE_TIMEOUT", "error_message": message, "completed_at": now},
+            fields={
+                "error_code": "QUEUE_TIMEOUT",
+                "error_message": message,
+                "completed_at": now,
+                **usage_fields(queued_at=queued_at, started_at=None, completed_at=now),
+            },
         ).run([task_id]):
             timed_out += 1
     return timed_out

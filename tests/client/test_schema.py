@@ -104,3 +104,38 @@ def test_the_schema_is_served(anonymous_client: APIClient) -> None:
 
     assert response.status_code == 200
     assert response.json()["info"]["title"] == "Back.Serv API"
+
+
+TAGS = ["jobs", "uploads", "tokens", "webhooks", "task types", "usage", "servers", "stats"]
+
+
+def test_the_operations_read_as_a_table_of_contents_by_tag(schema: dict[str, Any]) -> None:
+    assert [tag["name"] for tag in schema["tags"]] == TAGS
+    assert all(tag["description"] and "\n" not in tag["description"] for tag in schema["tags"])
+    tagged = {
+        f"{method.upper()} {path}": operation["tags"]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert {name: tags for name, tags in tagged.items() if len(tags) != 1 or tags[0] not in TAGS} == {}
+    expected = {
+        "POST /api/v1/tasks": "jobs",
+        "GET /api/v1/tasks/{task_id}/events": "jobs",
+        "GET /api/v1/tasks/{task_id}/webhooks": "webhooks",
+        "POST /api/v1/webhook-deliveries/{delivery_id}/redeliver": "webhooks",
+        "GET /api/v1/uploads": "uploads",
+        "POST /api/v1/tokens": "tokens",
+        "GET /api/v1/task-types": "task types",
+        "GET /api/v1/usage": "usage",
+        "GET /api/v1/stats/load-balancer": "servers",
+        "POST /api/v1/servers": "servers",
+        "GET /api/v1/stats/tasks": "stats",
+        "GET /api/v1/stats/servers/{server_id}": "stats",
+    }
+    assert {name: tagged[name][0] for name in expected} == expected
+
+
+@pytest.mark.django_db
+def test_the_distributed_document_lists_none_of_our_tags(anonymous_client: APIClient) -> None:
+    document = anonymous_client.get("/openapi.json").json()
+    assert [tag["name"] for tag in document.get("tags", []) if tag["name"] in TAGS] == []

@@ -38,9 +38,16 @@ def test_task_types_lists_each_with_its_availability(cli: Cli, discovery_server:
     as_json = cli("task-types", "--json")
 
     assert table.returncode == 0, table.stderr
+    # The table's rows: name │ available │ description (a long description wraps onto
+    # rows of its own, with an empty name).
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for cells in (line.split("│") for line in table.stdout.splitlines() if line.count("│") >= 3)
+        if cells[1].strip()
+    }
+    assert sorted(rows) == sorted(task_type["name"] for task_type in body["task_types"]), table.stdout
     for task_type in body["task_types"]:
-        row = next(line for line in table.stdout.splitlines() if line.split("│")[1].strip() == task_type["name"])
-        assert ("yes" if task_type["available"] else "no") in row
+        assert rows[task_type["name"]] == ("yes" if task_type["available"] else "no")
     assert json.loads(as_json.stdout) == body
 
 
