@@ -82,6 +82,10 @@ def _cell(value: Any) -> str:
     return "" if value is None else escape(str(value))
 
 
+# A breakdown's columns as the totals' table names them.
+_HEADERS = {"gpu_seconds": "GPU seconds"}
+
+
 def breakdown_table(title: str, rows: Any) -> Table:
     """A breakdown in whichever shape it comes: a list of objects, or an object of
     objects (or of numbers) keyed by task type or day."""
@@ -93,7 +97,8 @@ def breakdown_table(title: str, rows: Any) -> Table:
     columns: list[str] = []
     for row in rows:
         columns += [name for name in row if name not in columns]
-    table = Table(*(escape(column) for column in columns), title=escape(title.replace("_", " ")))
+    headers = (_HEADERS.get(column, column.replace("_", " ")) for column in columns)
+    table = Table(*(escape(header) for header in headers), title=escape(title.replace("_", " ")))
     for row in rows:
         table.add_row(*(_cell(row.get(name)) for name in columns))
     return table
