@@ -45,6 +45,14 @@ def _submit(owner: User) -> Task:
     return services.task_submit(owner=owner, task_type="image_creation", params={"prompt": "a fox", "seed": 1})
 
 
+def _eventually(check: Any, timeout: float = 30) -> None:
+    """The forward's POST reaches the server just after its claim commits: wait for it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the remote server never got the job"
+        time.sleep(0.02)
+
+
 def _key_client(key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
@@ -149,6 +157,7 @@ def test_forwards_go_on_the_outbound_queue_not_behind_gpu_work(
     try:
         # ...the outbound one does.
         assert wait_for_state(task.pk, {TaskState.RECEIVED}).worker == remote_worker_name(Server.objects.get())
+        _eventually(lambda: remote_gpu.jobs)
         assert [job["task_id"] for job in remote_gpu.jobs] == [str(task.pk)]
     finally:
         outbound.stop()
@@ -241,6 +250,7 @@ def test_a_server_given_an_api_key_gets_it_with_jobs_and_health_checks(
 ) -> None:
     issued = _register_remote(remote_gpu, api_key="server-api-key")
     worker.wait_for(_submit(owner).pk, states={TaskState.RECEIVED})
+    _eventually(lambda: remote_gpu.authorizations)
     Server.objects.filter(pk=issued.server.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
     servers_poll_health()
     assert remote_gpu.authorizations == ["Bearer server-api-key"]
