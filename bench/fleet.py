@@ -117,6 +117,7 @@ class Fleet:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes: list[Process] = []
+        self.worker: Process | None = None
         self.session = requests.Session()
 
     def __enter__(self) -> Fleet:
@@ -130,9 +131,7 @@ class Fleet:
         uvicorn += ["--workers", str(self.api_workers), "--log-level", "warning", "--no-access-log"]
         self.processes.append(Process(uvicorn, self.env, _log("api")))
         if self.with_worker:
-            worker = [sys.executable, "manage.py", "rundramatiq", "--processes", "1"]
-            worker += ["--threads", str(self.worker_threads)]
-            self.processes.append(Process(worker, self.worker_env, _log("worker")))
+            self._start_worker()
         try:
             wait_until(self._healthy, timeout=60, what="the API")
             if self.with_worker:
@@ -146,10 +145,32 @@ class Fleet:
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
+    def _start_worker(self) -> None:
+        worker = [sys.executable, "manage.py", "rundramatiq", "--processes", "1"]
+        worker += ["--threads", str(self.worker_threads)]
+        self.worker = Process(worker, self.worker_env, _log("worker"))
+        self.processes.append(self.worker)
+
+    def restart_worker(self, worker_env: dict[str, str]) -> None:
+        """A worker process with `worker_env`, in place of the one running (if any), the
+        API left as it is: a benchmark of several worker settings starts the fleet once.
+        Earlier jobs and their messages are forgotten first; returns once the worker
+        has run a first job."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.processes.remove(self.worker)
+            self.worker = None
+        self.forget_jobs()
+        self.forget_stopped_workers()
+        self.worker_env = fleet_env(**worker_env)
+        self._start_worker()
+        self.wait_finished([self.submit()["task_id"]], timeout=180)
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        self.worker = None
 
     def forget_jobs(self) -> None:
         """Delete the bench user's jobs of earlier runs: a queue of thousands left by
