@@ -79,7 +79,7 @@ def test_readiness_with_embedded_workers_is_ready(embedded_workers: None) -> Non
 
 
 @pytest.mark.django_db
-def test_readiness_is_503_naming_the_missing_worker_until_a_server_takes_jobs() -> None:
+def test_readiness_is_503_naming_the_missing_worker_until_a_server_takes_jobs(settings: Any) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -87,6 +87,10 @@ def test_readiness_is_503_naming_the_missing_worker_until_a_server_takes_jobs() 
     from servers.models import Server
     from servers.services import server_register_worker, server_set_maintenance
 
+    # Workers that register (the default in a fleet and the embedded mode's servers);
+    # the suite's own settings turn registering off, and a fleet run of the suite
+    # (BROKER_URL set) would then call its workers unregistered.
+    settings.SERVERS = {**settings.SERVERS, "REGISTER_WORKERS": True}
     response = Client().get("/health/ready")
     assert response.status_code == 503
     assert response.json()["missing"] == ["workers"] and response.json()["checks"]["workers"] == "none"
