@@ -33,11 +33,6 @@ def install(*, specs: Mapping[str, TaskTypeSpec], validate: Validate) -> None:
     _specs, _validate = specs, validate
 
 
-def specs() -> Mapping[str, TaskTypeSpec]:
-    """Every task type, by name."""
-    return _specs
-
-
 def names() -> list[str]:
     return sorted(_specs)
 
