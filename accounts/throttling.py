@@ -3,7 +3,8 @@
 DRF's own SimpleRateThrottle keeps a list of timestamps and writes it back after
 reading it, so two processes racing lose counts. Here each window is one cache counter
 bumped with `incr`, which is atomic in Redis (shared by every process and machine) and
-in local memory (embedded mode): concurrent requests are counted exactly.
+in local memory (embedded mode): concurrent requests are counted exactly. On Redis
+every limit of a request is counted in one round trip.
 
 Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]: `user` for every request,
 plus the scope a view names in `throttle_scope` (optionally only for the methods in
@@ -21,8 +22,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_only_middleware
@@ -46,58 +49,104 @@ class RateLimit(NamedTuple):
     reset_at: int  # epoch seconds when the window ends
 
 
-class FixedWindowRateThrottle(SimpleRateThrottle):
-    reset_at: float = 0.0
-    cost = 1  # how many of the window's requests this one uses
+class _Window(NamedTuple):
+    """One limit a request counts against: its window's counter and how much it adds."""
 
-    def get_rate(self) -> str | None:
-        # Read the rates now: DRF's class attribute is frozen at import and would
-        # ignore settings changed later (per deployment in tests, override_settings).
-        rates = api_settings.DEFAULT_THROTTLE_RATES
-        if self.scope not in rates:
-            raise ImproperlyConfigured(f"No rate in DEFAULT_THROTTLE_RATES for throttle scope {self.scope!r}.")
-        return rates[self.scope]
+    key: str
+    cost: int
+    limit: int
+    seconds: int
+    reset_at: int
 
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
-        if not (request.user and request.user.is_authenticated):
-            return None  # anonymous requests are refused before throttling
-        return f"ratelimit:{self.scope}:{request.user.pk}"
+
+class RateLimitThrottle(SimpleRateThrottle):
+    """Every limit of a request, counted together: `user`, and the view's scope where
+    it names one. On Redis one MULTI counts them all: a round trip a request, where a
+    throttle class per limit, each adding then incrementing its counter, took six on
+    a submit."""
+
+    def __init__(self) -> None:
+        # The rates are read per request (see _rate): DRF's own reads them at import.
+        self.refused: list[_Window] = []
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if self.rate is None:
+        if not (request.user and request.user.is_authenticated):
+            return True  # anonymous requests are refused before throttling
+        windows = [window for window in self._windows(request, view) if window is not None]
+        if not windows:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        window_start = int(self.timer() // self.duration * self.duration)
-        self.reset_at = window_start + self.duration
-        window_key = f"{key}:{window_start}"
         try:
-            count = _count(self.cache, window_key, self.cost, timeout=self.duration + 5)
+            # The backend itself: DRF's `cache` is a proxy, which hides its class.
+            counts = _count(caches[DEFAULT_CACHE_ALIAS], windows)
         except Exception as error:
             # The shared cache (Redis) is away: the API keeps answering, each process
             # counting on its own until it is back (a client may then get up to the
             # limit from every process).
             _shared_cache_away(error)
-            count = _count(_fallback_cache, window_key, self.cost, timeout=self.duration + 5)
+            counts = _count(_fallback_cache, windows)
         limits = getattr(request._request, _REQUEST_ATTRIBUTE, [])
-        limits.append(RateLimit(self.num_requests, max(0, self.num_requests - count), int(self.reset_at)))
+        for window, count in zip(windows, counts, strict=True):
+            limits.append(RateLimit(window.limit, max(0, window.limit - count), window.reset_at))
+            if count > window.limit:
+                self.refused.append(window)
         setattr(request._request, _REQUEST_ATTRIBUTE, limits)
-        return count <= self.num_requests
+        return not self.refused
+
+    def _windows(self, request: Request, view: APIView) -> list[_Window | None]:
+        windows = [self._window("user", request, cost=1)]
+        scope = getattr(view, "throttle_scope", None)
+        methods = getattr(view, "throttle_methods", None)
+        if scope and (methods is None or request.method in methods):
+            # A batch of N jobs uses N of the job-creation limit, not one; at most a
+            # whole window's, so a batch larger than the limit waits for a fresh window
+            # instead of never passing.
+            cost_of = getattr(view, "throttle_cost", None)
+            windows.append(self._window(scope, request, cost=cost_of(request) if cost_of is not None else 1))
+        return windows
+
+    def _window(self, scope: str, request: Request, *, cost: int) -> _Window | None:
+        rate = _rate(scope)
+        if rate is None:
+            return None
+        limit, seconds = self.parse_rate(rate)
+        window_start = int(self.timer() // seconds * seconds)
+        key = f"ratelimit:{scope}:{request.user.pk}:{window_start}"
+        return _Window(key, min(max(1, cost), limit), limit, seconds, window_start + seconds)
 
     def wait(self) -> float:
-        return max(1, math.ceil(self.reset_at - self.timer()))
+        return max(1, math.ceil(max(window.reset_at for window in self.refused) - self.timer()))
 
 
-def _count(cache: BaseCache, window_key: str, cost: int, *, timeout: int) -> int:
-    """The window's count after adding `cost`."""
-    cache.add(window_key, 0, timeout=timeout)
+def _rate(scope: str) -> str | None:
+    # Read now: DRF's class attribute is frozen at import and would ignore settings
+    # changed later (per deployment in tests, override_settings).
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    if scope not in rates:
+        raise ImproperlyConfigured(f"No rate in DEFAULT_THROTTLE_RATES for throttle scope {scope!r}.")
+    return rates[scope]
+
+
+def _count(cache: BaseCache, windows: list[_Window]) -> list[int]:
+    """Each window's count after adding its cost: on Redis in one MULTI (each counter
+    made with its expiry if new, then incremented); elsewhere one by one."""
+    if isinstance(cache, RedisCache):
+        keys = [cache.make_and_validate_key(window.key) for window in windows]
+        pipeline = cache._cache.get_client(keys[0], write=True).pipeline(transaction=True)
+        for key, window in zip(keys, windows, strict=True):
+            pipeline.set(key, 0, ex=window.seconds + 5, nx=True)
+            pipeline.incrby(key, window.cost)
+        return [int(count) for count in pipeline.execute()[1::2]]
+    return [_count_one(cache, window) for window in windows]
+
+
+def _count_one(cache: BaseCache, window: _Window) -> int:
+    cache.add(window.key, 0, timeout=window.seconds + 5)
     try:
-        return cache.incr(window_key, cost)
+        return cache.incr(window.key, window.cost)
     except ValueError:
         # The counter expired between add() and incr(): this is a fresh window.
-        cache.add(window_key, cost, timeout=timeout)
-        return cost
+        cache.add(window.key, window.cost, timeout=window.seconds + 5)
+        return window.cost
 
 
 _fallback_cache = LocMemCache("backserv-rate-limits-fallback", {})
@@ -114,38 +163,6 @@ def _shared_cache_away(error: Exception) -> None:
         logger.warning(
             "rate limits counted per process: the cache is unreachable (%s: %s)", type(error).__name__, error
         )
-
-
-class UserRateThrottle(FixedWindowRateThrottle):
-    """Every request of a user, whichever of their tokens it carries."""
-
-    scope = "user"
-
-
-class ViewScopedRateThrottle(FixedWindowRateThrottle):
-    """The extra limit a view names with `throttle_scope` (and `throttle_methods`)."""
-
-    def __init__(self) -> None:
-        # The scope, hence the rate, is known only once the view is.
-        pass
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        scope = getattr(view, "throttle_scope", None)
-        methods = getattr(view, "throttle_methods", None)
-        if not scope or (methods is not None and request.method not in methods):
-            return True
-        self.scope = scope
-        self.rate = self.get_rate()
-        if self.rate is None:
-            return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        # A batch of N jobs uses N of the job-creation limit, not one; at most a whole
-        # window's, so a batch larger than the limit waits for a fresh window instead
-        # of never passing.
-        cost_of = getattr(view, "throttle_cost", None)
-        wanted = cost_of(request) if cost_of is not None else 1
-        self.cost = min(max(1, wanted), self.num_requests)
-        return super().allow_request(request, view)
 
 
 def _add_rate_limit_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:

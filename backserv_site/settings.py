@@ -226,8 +226,7 @@ REST_FRAMEWORK = {
     # Authenticated, and the token carries the scope the method (or a staff-only view) needs.
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "accounts.throttling.UserRateThrottle",
-        "accounts.throttling.ViewScopedRateThrottle",
+        "accounts.throttling.RateLimitThrottle",
     ],
     # Per user (whichever token); "" turns a limit off. Counted in the cache below.
     "DEFAULT_THROTTLE_RATES": {

@@ -17,6 +17,7 @@ class ServersConfig(AppConfig):
         dispatch.install_routing(
             dispatch.Routing(
                 route_new_task=routing.route_new_task,
+                plan_new_task=routing.plan_new_task,
                 task_destination=routing.task_destination,
                 route_waiting_on_commit=routing.route_waiting_on_commit,
                 remote_servers_declaring=selectors.remote_servers_declaring,

@@ -80,12 +80,16 @@ class Algorithm(models.TextChoices):
 
 class LoadBalancer(models.Model):
     """One row (pk 1). Routing locks it, so routing decisions happen one at a time and
-    each sees the assignments of the ones before it."""
+    each sees the assignments of the ones before it. A submit decides without the lock
+    and saves its decision only if `decisions` has not moved since it read the row
+    (servers.routing.plan_new_task)."""
 
     algorithm = models.CharField(max_length=30, choices=Algorithm.choices, default=Algorithm.ROUND_ROBIN)
     # The algorithms' memory between decisions: round-robin's last pick and the smooth
     # weighted round-robin's current weights, by server id.
     state = models.JSONField(default=dict, blank=True)
+    # How many times a job was given a server: every decision adds one.
+    decisions = models.BigIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -23,8 +23,8 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db import connection, transaction
+from django.db.models import Count, F, IntegerField, JSONField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -108,13 +108,14 @@ _servers_with_load_read = CompiledRead(_servers_with_load)
 class Router:
     """Routing decisions under the lock; call `save()` before the transaction ends."""
 
-    def __init__(self, balancer: LoadBalancer):
+    def __init__(self, balancer: LoadBalancer, ring: list[Server] | None = None):
         self.balancer = balancer
         self._saved_state = json.dumps(balancer.state, sort_keys=True)
         # Offline servers stay in the ring so round-robin's position means the same
         # thing while servers come and go.
-        self.ring = _servers_with_load_read()
+        self.ring = _servers_with_load_read() if ring is None else ring
         self.loads = {server.pk: server.load for server in self.ring}
+        self.decided = 0  # how many jobs this router gave a server
 
     @classmethod
     def locked(cls) -> Router:
@@ -161,6 +162,7 @@ class Router:
         else:
             chosen = self._next_in_ring(candidates)
         self.loads[chosen.pk] += 1
+        self.decided += 1
         return chosen
 
     def _next_in_ring(self, candidates: list[Server]) -> Server:
@@ -196,13 +198,22 @@ class Router:
             return _shared_route()
         return _waiting_route()
 
-    def save(self) -> None:
+    def state_to_save(self) -> dict[str, Any]:
+        """The algorithms' memory after the decisions, less departed servers' weights."""
         known = {str(server.pk) for server in self.ring}
         weights = self.balancer.state.get("weights", {})
         self.balancer.state["weights"] = {key: value for key, value in weights.items() if key in known}
-        if json.dumps(self.balancer.state, sort_keys=True) == self._saved_state:
-            return  # least-connections and random keep no state: nothing to write
-        LoadBalancer.objects.filter(pk=self.balancer.pk).update(state=self.balancer.state, updated_at=timezone.now())
+        return self.balancer.state
+
+    def save(self) -> None:
+        state = self.state_to_save()
+        if self.decided:
+            # Counted, so a submit that decided without the lock sees it was overtaken.
+            LoadBalancer.objects.filter(pk=self.balancer.pk).update(
+                state=state, decisions=F("decisions") + self.decided, updated_at=timezone.now()
+            )
+        elif json.dumps(state, sort_keys=True) != self._saved_state:
+            LoadBalancer.objects.filter(pk=self.balancer.pk).update(state=state, updated_at=timezone.now())
 
 
 def server_runs(server: Server, *, task_type: str, capabilities: list[str]) -> bool:
@@ -236,10 +247,102 @@ def _serverless_route(capabilities: list[str]) -> Route:
     return _waiting_route() if capabilities else _shared_route()
 
 
+@dataclass(frozen=True)
+class PlannedRoute:
+    """A route decided without the load balancer's lock (tasks.dispatch.PlannedRoute):
+    its guard, run in the submit's own statement, returns a row only if the decision
+    still holds there, and saves it."""
+
+    route: Route
+    guard_sql: str
+    guard_params: tuple[Any, ...]
+    serverless: bool
+
+    @property
+    def destination(self) -> Destination | None:
+        return self.route.destination
+
+    def task_fields(self) -> dict[str, Any]:
+        return self.route.task_fields()
+
+    def event_data(self) -> dict[str, Any]:
+        return self.route.event_data()
+
+    def guard(self) -> tuple[str, list[Any]]:
+        return self.guard_sql, list(self.guard_params)
+
+    def lost(self) -> None:
+        """The guard returned no row: the submit falls back to routing under the lock."""
+        global _servers_registered
+        if self.serverless:
+            _servers_registered = True  # a server registered since this process looked
+
+
+# Whether this process last saw a server registered: with none (embedded mode, or a
+# fleet before its first worker), a submit plans the shared queue without reading the
+# servers, and its guard checks there are still none.
+_servers_registered = False
+
+# The servers with their load and the load balancer's row, in one read, unlocked.
+_plan_read = CompiledRead(
+    lambda: _servers_with_load().annotate(
+        balancer_algorithm=Subquery(LoadBalancer.objects.filter(pk=1).values("algorithm")),
+        balancer_state=Subquery(LoadBalancer.objects.filter(pk=1).values("state"), output_field=JSONField()),
+        balancer_decisions=Subquery(LoadBalancer.objects.filter(pk=1).values("decisions")),
+    )
+)
+
+
+def _quoted(model: type[Any], field: str | None = None) -> str:
+    quote = connection.ops.quote_name
+    return quote(model._meta.get_field(field).column) if field else quote(model._meta.db_table)
+
+
+def plan_new_task(*, task_type: str, group: str, capabilities: list[str]) -> PlannedRoute | None:
+    """The route of a job being submitted in one statement (tasks.services.submit_statement),
+    decided without taking the load balancer's lock: on the shared queue with no server
+    registered; else with one read of the servers' loads and the balancer's state, given
+    to a server only if no other decision was saved since that read (the guard checks the
+    balancer's `decisions`). None where routing needs the lock (no server can take the
+    job now, or no balancer row yet): the submit then routes with route_new_task."""
+    global _servers_registered
+    if not _servers_registered:
+        guard = f"SELECT 1 AS held WHERE NOT EXISTS (SELECT 1 FROM {_quoted(Server)})"
+        return PlannedRoute(_serverless_route(capabilities), guard, (), serverless=True)
+    ring = _plan_read()
+    if not ring:
+        _servers_registered = False
+        return plan_new_task(task_type=task_type, group=group, capabilities=capabilities)
+    first = ring[0]
+    if first.balancer_decisions is None:
+        return None
+    # A raw read leaves the JSON as the database sent it.
+    state = first.balancer_state
+    state = json.loads(state) if isinstance(state, str) else state
+    balancer = LoadBalancer(
+        pk=1, algorithm=first.balancer_algorithm, state=state or {}, decisions=first.balancer_decisions
+    )
+    router = Router(balancer, ring=ring)
+    route = router.route(task_type=task_type, group=group, capabilities=capabilities)
+    if route.server is None:
+        return None
+    table, decisions = _quoted(LoadBalancer), _quoted(LoadBalancer, "decisions")
+    guard = (
+        f"UPDATE {table} SET {decisions} = {decisions} + 1, {_quoted(LoadBalancer, 'state')} = %s, "
+        f"{_quoted(LoadBalancer, 'updated_at')} = %s "
+        f"WHERE {_quoted(LoadBalancer, 'id')} = 1 AND {decisions} = %s RETURNING 1 AS held"
+    )
+    state = LoadBalancer._meta.get_field("state").get_db_prep_save(router.state_to_save(), connection)
+    return PlannedRoute(route, guard, (state, timezone.now(), balancer.decisions), serverless=False)
+
+
 def route_new_task(*, task_type: str, group: str, capabilities: list[str]) -> Route:
     """The route of a job being submitted; call inside the submit's transaction."""
+    global _servers_registered
     if not Server.objects.exists():
+        _servers_registered = False
         return _serverless_route(capabilities)
+    _servers_registered = True
     router = Router.locked()
     route = router.route(task_type=task_type, group=group, capabilities=capabilities)
     router.save()

@@ -41,12 +41,27 @@ class Route(Protocol):
     def event_data(self) -> dict[str, Any]: ...
 
 
+class PlannedRoute(Route, Protocol):
+    """A new job's route decided without locks, for a submit made in one statement
+    (tasks.services.submit_statement): `guard()` is SQL the statement runs as one of its
+    parts, which returns a row only if the decision still holds (and saves it); when it
+    returns none the submit calls `lost()` and routes with `route_new_task` instead."""
+
+    def guard(self) -> tuple[str, list[Any]]: ...
+
+    def lost(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Routing:
     """What the jobs layer asks of the servers app (servers.routing, servers.selectors)."""
 
-    # (task_type=, group=, capabilities=) -> the new job's route.
+    # (task_type=, group=, capabilities=) -> the new job's route; inside the submit's
+    # transaction, which it may lock routing in.
     route_new_task: Callable[..., Route]
+    # (task_type=, group=, capabilities=) -> the new job's planned route, or None where
+    # only route_new_task can route it.
+    plan_new_task: Callable[..., PlannedRoute | None]
     # (task_id=) -> where a PENDING job's message goes now, or None (it waits).
     task_destination: Callable[..., Destination | None]
     # A job ended: after commit, its server's free slot may take a waiting job.
@@ -61,7 +76,7 @@ def _not_installed(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("No routing is installed: is the servers app in INSTALLED_APPS?")
 
 
-routing = Routing(_not_installed, _not_installed, _not_installed, _not_installed, _not_installed)
+routing = Routing(*[_not_installed] * 6)
 
 # Send "run task X" to a destination's queue: (task_id, destination, delay_ms). The local
 # workers' sender (remote=False) is generation's; the forwarder's (remote=True), servers'.

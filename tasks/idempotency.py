@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from accounts.models import User
@@ -48,8 +48,9 @@ def task_submit_idempotent(*, owner: User, idempotency_key: str, fingerprint: st
         # Expired: the key is free again.
         Task.objects.filter(pk=existing.pk, idempotency_key=idempotency_key).update(idempotency_key="")
     try:
-        with transaction.atomic():
-            task = task_submit(owner=owner, idempotency_key=idempotency_key, request_fingerprint=fingerprint, **submit)
+        # The submit is a transaction (or one statement) of its own: a key taken
+        # meanwhile fails it whole, and nothing else.
+        task = task_submit(owner=owner, idempotency_key=idempotency_key, request_fingerprint=fingerprint, **submit)
     except IntegrityError:
         # A concurrent submit with the same key committed first: it is the original.
         return _replay(Task.objects.get(owner=owner, idempotency_key=idempotency_key), fingerprint), False

@@ -165,6 +165,20 @@ class Task(models.Model):
 WAITING_FOR_SERVER = "waiting_for_server"
 
 
+class UnfinishedCount(models.Model):
+    """How many unfinished jobs a user has, on Postgres: kept by triggers on the jobs'
+    table (tasks/migrations/0013_unfinished_count), which count every insert, change of
+    state and delete, whoever makes it. A submit checks its owner's quota against this
+    row, locked, instead of counting the owner's jobs (tasks.services.submit_statement).
+    SQLite has no triggers here and counts the jobs: its writers take turns anyway."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    unfinished = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.unfinished} unfinished jobs of user {self.owner_id}"
+
+
 class TaskEvent(models.Model):
     """Append-only log of what happened to a job: one row per state change (and
     throttled progress). Streams, webhooks, attempt history and stats read it."""

@@ -29,7 +29,7 @@ from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from accounts.models import User
-from backserv_site.db.compiled import CompiledRead, CompiledReads, Slot
+from backserv_site.db.compiled import CompiledRead, CompiledReads, CompiledSql, Slot
 from tasks.models import ACTIVE_STATES, UNFINISHED_STATES, Task, TaskEvent, TaskState
 
 # How many recent runs of a task type the ETA is drawn from, and how far back.
@@ -175,6 +175,17 @@ def _submit_figures(quota: int) -> QuerySet[User]:
 # By quota: its bound is part of the SQL. Few quotas are in use (the default, and the
 # limits operators give some users).
 _submit_figures_reads = CompiledReads(_submit_figures)
+# The figures alone, for a submit made in one statement, which checks the quota itself.
+_submit_figures_statement = CompiledSql(lambda: _submit_figures(0))
+
+
+def submit_figures_sql(*, task: Task) -> tuple[str, list[Any]]:
+    """The SQL of submit_figures without the quota, and its parameters: the new job's
+    queue position and its queue's lanes, as columns queue_ahead and queue_lanes, counted
+    in the submit's own statement (tasks.services.submit_statement)."""
+    return _submit_figures_statement(
+        owner_id=task.owner_id, queue_name=task.queue_name, priority=task.priority, submitted_at=task.submitted_at
+    )
 
 
 def _ahead_of(*, priority: Any, submitted_at: Any) -> tuple[Q, Q]:

@@ -42,17 +42,17 @@ class Slot(Expression):
         return "%s", [_SlotValue(self.name, self.output_field)]
 
 
-class CompiledRead(Generic[ModelT]):
+class CompiledSql(Generic[ModelT]):
     """`build()` returns the queryset, with a `Slot` for each value a call gives; call
-    the read with those values by name to get the rows, as model instances carrying
-    the queryset's annotations."""
+    it with those values by name to get the SQL and its parameters, to run as it is or
+    within a statement of one's own (tasks.services.submit_statement)."""
 
     def __init__(self, build: Callable[[], QuerySet[ModelT]]):
         self._build = build
         # By database vendor: the SQL differs between SQLite and Postgres.
         self._compiled: dict[str, tuple[type[ModelT], str, list[Any]]] = {}
 
-    def __call__(self, **values: Any) -> list[ModelT]:
+    def compiled(self) -> tuple[type[ModelT], str, list[Any]]:
         connection = connections[DEFAULT_DB_ALIAS]
         compiled = self._compiled.get(connection.vendor)
         if compiled is None:
@@ -60,11 +60,25 @@ class CompiledRead(Generic[ModelT]):
             sql, params = queryset.query.sql_with_params()
             # Two threads compiling at once both store the same thing.
             compiled = self._compiled[connection.vendor] = (queryset.model, sql, list(params))
-        model, sql, params = compiled
+        return compiled
+
+    def __call__(self, **values: Any) -> tuple[str, list[Any]]:
+        connection = connections[DEFAULT_DB_ALIAS]
+        _, sql, params = self.compiled()
         bound = [
             param.field.get_db_prep_value(values[param.name], connection) if isinstance(param, _SlotValue) else param
             for param in params
         ]
+        return sql, bound
+
+
+class CompiledRead(CompiledSql[ModelT]):
+    """A CompiledSql run: the rows, as model instances carrying the queryset's
+    annotations."""
+
+    def __call__(self, **values: Any) -> list[ModelT]:  # type: ignore[override]
+        model = self.compiled()[0]
+        sql, bound = super().__call__(**values)
         return list(model._default_manager.raw(sql, bound))
 
 

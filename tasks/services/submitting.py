@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -15,7 +17,7 @@ from accounts.models import User
 from backserv_site.errors import InvalidInput, QuotaExceeded, StateConflict
 from tasks import dispatch, metrics, policy, task_types
 from tasks.dispatch import dispatch_on_commit
-from tasks.events import EventAudience
+from tasks.events import EventAudience, task_events_committed
 from tasks.models import (
     ACTIVE_STATES,
     RETRYABLE_STATES,
@@ -25,6 +27,7 @@ from tasks.models import (
     WebhookEvent,
 )
 from tasks.selectors import SubmitFigures, submit_figures
+from tasks.services import submit_statement
 from tasks.services.core import UNROUTED, Change, EventType, config, queued_fields, record_event, task_redispatch
 from tasks.storage import task_files_delete
 from tasks.usage import usage_fields
@@ -77,40 +80,28 @@ def task_submit(
         message = f"Must be between 1 and {policy.MAX_ATTEMPTS_LIMIT}."
         raise InvalidInput(f"max_attempts: {message}", fields={"max_attempts": [message]})
     now = timezone.now()
-    with transaction.atomic():
-        route = dispatch.routing.route_new_task(task_type=task_type, group=group, capabilities=required)
-        task = Task.objects.create(
-            owner=owner,
-            user_label=user_label,
-            task_type=task_type,
-            params=clean_params,
-            # A remote server runs a job of another type as it sees fit: never batched here.
-            batch_key="" if required else task_types.batch_key(task_type, clean_params),
-            priority=priority,
-            group=group,
-            capabilities=required,
-            **route.task_fields(),
-            dispatched_at=now if route.queue_name else None,
-            webhook=webhook,
-            webhook_events=events,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
-            max_attempts=max_attempts,
-            queue_timeout_seconds=queue_timeout,
-            **queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
-        )
-        # The message first: after commit it goes out before the change notice.
-        if route.destination is not None:
-            dispatch_on_commit(task_id=task.pk, destination=route.destination)
-        record_event(
-            task_id=task.pk,
-            event_type=EventType.SUBMITTED,
-            state=TaskState.PENDING,
-            data=route.event_data(),
-            audience=EventAudience(owner.pk, webhook, events),
-        )
-        figures = _check_unfinished_quota(task=task)
-        transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
+    fields = {
+        "owner": owner,
+        "user_label": user_label,
+        "task_type": task_type,
+        "params": clean_params,
+        # A remote server runs a job of another type as it sees fit: never batched here.
+        "batch_key": "" if required else task_types.batch_key(task_type, clean_params),
+        "priority": priority,
+        "group": group,
+        "capabilities": required,
+        "webhook": webhook,
+        "webhook_events": events,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": request_fingerprint,
+        "max_attempts": max_attempts,
+        "queue_timeout_seconds": queue_timeout,
+        **queued_fields(queue_timeout_seconds=queue_timeout, ready_at=now),
+    }
+    made = _submit_in_one_statement(fields, now=now) if submit_statement.applies() else None
+    if made is None:
+        made = _submit_in_transaction(fields, now=now)
+    task, figures = made
     # What a read shows beyond the row, counted with the quota: the answer needs no
     # read after the commit (tasks.selectors uses these as it uses a read's figures).
     task.queue_ahead, task.queue_lanes, task.ever_claimed = figures.queue_ahead, figures.queue_lanes, False
@@ -120,6 +111,65 @@ def task_submit(
         extra={"task_id": str(task.pk), "task_type": task_type, "state": "PENDING", "owner": owner.pk},
     )
     return task
+
+
+def _routed(fields: dict[str, Any], route: dispatch.Route, *, now: datetime) -> dict[str, Any]:
+    routed = route.task_fields()
+    return {**fields, **routed, "dispatched_at": now if routed["queue_name"] else None}
+
+
+def _submit_in_one_statement(fields: dict[str, Any], *, now: datetime) -> tuple[Task, SubmitFigures] | None:
+    """On Postgres outside a transaction: the job, its event and the quota check in one
+    statement (tasks.services.submit_statement). None where that cannot decide: the
+    submit then takes the transaction path."""
+    owner: User = fields["owner"]
+    route = dispatch.routing.plan_new_task(
+        task_type=fields["task_type"], group=fields["group"], capabilities=fields["capabilities"]
+    )
+    if route is None:
+        return None
+    task = Task(**_routed(fields, route, now=now))
+    limit = _unfinished_limit(owner.max_unfinished_tasks)
+    outcome = submit_statement.submit_statement(task=task, route=route, quota=limit, event_data=route.event_data())
+    if not outcome.route_held:
+        route.lost()
+        return None
+    if not outcome.counted:
+        return None
+    if not outcome.under_quota:
+        raise _quota_exceeded(limit)
+    task._state.adding, task._state.db = False, DEFAULT_DB_ALIAS
+    # Committed already: the work that follows a commit runs now, in the same order.
+    if route.destination is not None:
+        dispatch_on_commit(task_id=task.pk, destination=route.destination)
+    audience = EventAudience(owner.pk, task.webhook, task.webhook_events)
+    # Outside a transaction on_commit runs it at once; robust, as record_events has it.
+    transaction.on_commit(partial(task_events_committed, [(task.pk, EventType.SUBMITTED, audience)]), robust=True)
+    metrics.tasks_submitted.labels(task.task_type).inc()
+    return task, outcome.figures
+
+
+def _submit_in_transaction(fields: dict[str, Any], *, now: datetime) -> tuple[Task, SubmitFigures]:
+    owner: User = fields["owner"]
+    with transaction.atomic():
+        route = dispatch.routing.route_new_task(
+            task_type=fields["task_type"], group=fields["group"], capabilities=fields["capabilities"]
+        )
+        task = Task.objects.create(**_routed(fields, route, now=now))
+        # The message first: after commit it goes out before the change notice.
+        if route.destination is not None:
+            dispatch_on_commit(task_id=task.pk, destination=route.destination)
+        record_event(
+            task_id=task.pk,
+            event_type=EventType.SUBMITTED,
+            state=TaskState.PENDING,
+            data=route.event_data(),
+            audience=EventAudience(owner.pk, task.webhook, task.webhook_events),
+        )
+        figures = _check_unfinished_quota(task=task)
+        task_type = task.task_type
+        transaction.on_commit(lambda: metrics.tasks_submitted.labels(task_type).inc())
+    return task, figures
 
 
 @contextmanager
@@ -153,25 +203,31 @@ def _remote_only_params(*, task_type: str, params: Any, capabilities: list[str])
     return params
 
 
+def _unfinished_limit(limit: int | None) -> int:
+    """A user's limit on unfinished jobs (0: none), theirs or the default."""
+    return config("MAX_UNFINISHED_TASKS") if limit is None else limit
+
+
+def _quota_exceeded(limit: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"You have {limit} unfinished jobs, the most allowed at once; wait for some to finish or cancel them."
+    )
+
+
 def _check_unfinished_quota(*, task: Task) -> SubmitFigures:
     """The last step of a submit's transaction, after its INSERTs: refuse the job if it
     takes its owner past the limit on unfinished jobs, and count the answer's figures.
 
-    Racing submits never pass the limit: each one locks its owner's row, then counts
-    in a statement of its own, which sees every submit that committed while it waited
-    (SQLite's IMMEDIATE transactions serialize every writer anyway). The lock is taken
-    last, so a user's submits wait on each other only for the count and the commit.
-    NO KEY UPDATE, the lock an UPDATE that keeps the key takes: it makes submits take
-    turns without holding up other writers' foreign-key checks on the row."""
+    Racing submits never pass the limit. On Postgres the INSERT's trigger has counted
+    the job in its owner's UnfinishedCount row, which this transaction now holds locked
+    until it ends: the count read here is the latest, and the next submit of the owner
+    (in one statement or in a transaction) waits for it. On SQLite, IMMEDIATE
+    transactions serialize every writer, and the jobs are counted."""
     owner_id = task.owner_id
-    limit = User.objects.select_for_update(no_key=True).values_list("max_unfinished_tasks", flat=True).get(pk=owner_id)
-    if limit is None:
-        limit = config("MAX_UNFINISHED_TASKS")
+    limit = _unfinished_limit(User.objects.values_list("max_unfinished_tasks", flat=True).get(pk=owner_id))
     figures = submit_figures(task=task, quota=limit)
     if figures.over_quota:
-        raise QuotaExceeded(
-            f"You have {limit} unfinished jobs, the most allowed at once; wait for some to finish or cancel them."
-        )
+        raise _quota_exceeded(limit)
     return figures
 
 

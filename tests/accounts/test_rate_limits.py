@@ -208,3 +208,35 @@ def test_it_keeps_answering_and_limiting_when_the_shared_cache_is_away(
     assert statuses == [200, 200, 200, 429]
     assert client.get("/api/v1/tasks")["X-RateLimit-Remaining"] == "0"
     assert "rate limits counted per process" in caplog.text
+
+
+@pytest.mark.skipif(not getattr(django_settings, "CACHE_URL", ""), reason="set REDIS_URL or CACHE_URL")
+def test_a_submit_counts_both_its_limits_in_one_round_trip_to_redis(
+    rates: Any, settings: Any, client: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.connection
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": django_settings.CACHE_URL}
+    }
+    from django.core.cache import cache
+
+    cache.clear()  # a shared Redis may hold counters from an earlier run
+    rates(user="100/min", task_create="2/min")
+    sent: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        if self.db == redis.connection.parse_url(django_settings.CACHE_URL).get("db", 0):
+            sent.append(command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    client.get("/api/v1/tasks")  # the connection's own handshake comes first
+    statuses = []
+    for _ in range(3):
+        sent.clear()
+        statuses.append(client.post("/api/v1/tasks", SUBMIT, format="json").status_code)
+        assert len(sent) == 1, sent
+    # Both limits were counted: the job-creation one refuses the third.
+    assert statuses == [202, 202, 429]

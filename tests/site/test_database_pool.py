@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, connections
 
 import backserv_site.db
 from backserv_site import settings as site_settings
@@ -73,3 +73,31 @@ def test_a_long_lived_thread_hands_its_connection_back_after_its_work_when_poole
     thread.join()
 
     assert seen == {"during": True, "after": False}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is Postgres's")
+def test_the_pool_checks_a_connection_only_once_it_sat_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection handed back a moment ago goes out unchecked (the check is a round
+    trip of its own); one idle for FRESH_SECONDS is checked first."""
+    from psycopg_pool import ConnectionPool
+
+    from backserv_site.db.postgresql import base
+
+    options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 2}}
+    pooled = type(connections["default"])({**connection.settings_dict, "OPTIONS": options}, alias="pool-check-test")
+    try:
+        assert pooled.pool._check is base._check_unless_fresh and pooled.pool._reset is base._stamp_return
+    finally:
+        pooled.close_pool()
+    checked: list[Any] = []
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(checked.append))
+    connection.ensure_connection()
+    raw = connection.connection
+    base._check_unless_fresh(raw)  # never handed back: checked
+    base._stamp_return(raw)
+    base._check_unless_fresh(raw)
+    assert checked == [raw]
+    base._returned_at[raw] -= base.FRESH_SECONDS
+    base._check_unless_fresh(raw)
+    assert checked == [raw, raw]

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from backserv_site.errors import QuotaExceeded
 from tasks import services
-from tasks.models import Task, TaskState
-from tasks.services import submitting
+from tasks.models import Task, TaskState, UnfinishedCount
+from tasks.services import submit_statement
 
 PARAMS = {"prompt": "a quiet harbour", "width": 64, "height": 64, "steps": 2}
 SUBMIT = {"task_type": "image_creation", "params": PARAMS}
@@ -110,41 +110,44 @@ def test_racing_submits_never_pass_the_quota(quota: Any, owner: User) -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite serializes whole write transactions")
-def test_submits_whose_inserts_overlap_take_turns_at_the_quota(
+def test_submits_racing_on_both_paths_take_turns_at_the_owner_s_count(
     quota: Any, owner: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both submits insert their job, then lock the owner's row to count: neither may
-    deadlock on the other's foreign-key lock, and the second counts the first."""
-    quota(1)
-    both_inserted = threading.Barrier(2, timeout=30)
-    record_event = submitting.record_event
-
-    def record_then_wait(**kwargs: Any) -> Any:
-        recorded = record_event(**kwargs)
-        both_inserted.wait()
-        return recorded
-
-    monkeypatch.setattr(submitting, "record_event", record_then_wait)
+    """Half the submits in one statement, half in a transaction (as a batch's are): each
+    locks the owner's count, the first as it checks it, the second as its INSERT's
+    trigger counts the job, so neither passes the limit nor deadlocks on the other."""
+    quota(3)
+    applies = submit_statement.applies
+    monkeypatch.setattr(
+        submit_statement, "applies", lambda: threading.current_thread().name.startswith("statement") and applies()
+    )
     outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8, timeout=30)
 
     def submit() -> None:
+        start.wait()
         try:
             _submit(owner)
-            outcomes.append("accepted")
+            outcome = "accepted"
         except QuotaExceeded:
-            outcomes.append("refused")
+            outcome = "refused"
         except Exception as error:  # a deadlock, say
-            outcomes.append(type(error).__name__)
+            outcome = type(error).__name__
         finally:
             connection.close()
+        with lock:
+            outcomes.append(outcome)
 
-    threads = [threading.Thread(target=submit) for _ in range(2)]
+    names = ["statement", "transaction"] * 4
+    threads = [threading.Thread(target=submit, name=f"{name}-{index}") for index, name in enumerate(names)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert sorted(outcomes) == ["accepted", "refused"]
-    assert Task.objects.filter(owner=owner).count() == 1
+    assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 5
+    assert Task.objects.filter(owner=owner).count() == 3
+    assert UnfinishedCount.objects.get(owner=owner).unfinished == 3
 
 
 def test_a_batch_past_the_quota_refuses_only_the_jobs_beyond_it(quota: Any, client: APIClient) -> None:
