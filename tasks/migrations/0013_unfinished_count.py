@@ -29,23 +29,19 @@ _DELTAS = {
 _FUNCTION = """
 CREATE FUNCTION tasks_unfinished_count_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    changed jsonb;
+    changed record;
 BEGIN
-    SELECT jsonb_agg(jsonb_build_array(owner_id, delta) ORDER BY owner_id) INTO changed FROM ({deltas}) deltas;
-    IF changed IS NULL THEN
-        RETURN NULL;
-    END IF;
-    -- Owner order: the rows that exist, locked; then the new ones, then the counts.
-    PERFORM 1 FROM tasks_unfinishedcount
-        WHERE owner_id IN (SELECT (item->>0)::bigint FROM jsonb_array_elements(changed) item)
-        ORDER BY owner_id FOR NO KEY UPDATE;
-    INSERT INTO tasks_unfinishedcount AS counted (owner_id, unfinished)
-        SELECT (item->>0)::bigint, (item->>1)::int FROM jsonb_array_elements(changed) item
-        WHERE (item->>1)::int > 0 ORDER BY 1
-        ON CONFLICT (owner_id) DO UPDATE SET unfinished = counted.unfinished + EXCLUDED.unfinished;
-    UPDATE tasks_unfinishedcount AS counted SET unfinished = counted.unfinished + (item->>1)::int
-        FROM jsonb_array_elements(changed) item
-        WHERE counted.owner_id = (item->>0)::bigint AND (item->>1)::int < 0;
+    -- In owner order, each count locked as it is written.
+    FOR changed IN {deltas} ORDER BY owner_id LOOP
+        IF changed.delta > 0 THEN
+            INSERT INTO tasks_unfinishedcount AS counted (owner_id, unfinished)
+                VALUES (changed.owner_id, changed.delta)
+                ON CONFLICT (owner_id) DO UPDATE SET unfinished = counted.unfinished + EXCLUDED.unfinished;
+        ELSE
+            UPDATE tasks_unfinishedcount SET unfinished = unfinished + changed.delta
+                WHERE owner_id = changed.owner_id;
+        END IF;
+    END LOOP;
     RETURN NULL;
 END
 $$;

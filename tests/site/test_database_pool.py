@@ -4,7 +4,9 @@ back to it."""
 from __future__ import annotations
 
 import importlib
+import select
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -77,9 +79,10 @@ def test_a_long_lived_thread_hands_its_connection_back_after_its_work_when_poole
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is Postgres's")
-def test_the_pool_checks_a_connection_only_once_it_sat_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A connection handed back a moment ago goes out unchecked (the check is a round
-    trip of its own); one idle for FRESH_SECONDS is checked first."""
+def test_the_pool_checks_a_connection_only_once_its_server_has_spoken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle connection with nothing to read goes out unchecked (the check is a round
+    trip of its own); one whose server ended it is checked, and the check fails."""
+    import psycopg
     from psycopg_pool import ConnectionPool
 
     from backserv_site.db.postgresql import base
@@ -87,17 +90,27 @@ def test_the_pool_checks_a_connection_only_once_it_sat_idle(monkeypatch: pytest.
     options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 2}}
     pooled = type(connections["default"])({**connection.settings_dict, "OPTIONS": options}, alias="pool-check-test")
     try:
-        assert pooled.pool._check is base._check_unless_fresh and pooled.pool._reset is base._stamp_return
+        assert pooled.pool._check is base._check_if_stirred
     finally:
         pooled.close_pool()
     checked: list[Any] = []
-    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(checked.append))
-    connection.ensure_connection()
-    raw = connection.connection
-    base._check_unless_fresh(raw)  # never handed back: checked
-    base._stamp_return(raw)
-    base._check_unless_fresh(raw)
-    assert checked == [raw]
-    base._returned_at[raw] -= base.FRESH_SECONDS
-    base._check_unless_fresh(raw)
-    assert checked == [raw, raw]
+    check = ConnectionPool.check_connection
+
+    def counted(conn: Any) -> None:
+        checked.append(conn)
+        check(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+    params = {**connection.get_connection_params(), "autocommit": True}
+    with psycopg.connect(**params) as idle:
+        base._check_if_stirred(idle)
+        assert checked == []
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [idle.info.backend_pid])
+        deadline = time.monotonic() + 10
+        while not select.select([idle.fileno()], [], [], 0.1)[0] and time.monotonic() < deadline:
+            pass
+        with pytest.raises(psycopg.OperationalError):
+            base._check_if_stirred(idle)
+        assert checked == [idle]

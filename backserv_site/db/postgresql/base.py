@@ -10,50 +10,44 @@ up at once, and the API answers 503) from one that is only busy (every pooled
 connection in use: wait on, up to DATABASE_POOL_TIMEOUT in all).
 
 With CONN_HEALTH_CHECKS the pool checks each connection it hands out, a round trip of
-its own: a third of a submit's. Here a connection handed back to the pool less than
-FRESH_SECONDS ago goes out unchecked, as one just used successfully. A database restart
-within that second fails the one request that takes such a connection (a 503 with
-Retry-After, see backserv_site.error_bodies), and the pool replaces it."""
+its own: a third of a submit's. Here it first looks at the connection's socket, which
+costs no round trip: an idle connection has nothing to read unless the server has
+spoken (a restart's "terminating connection", or its end). Only then, or if the
+connection is not idle, is it checked, and if broken replaced before any request gets
+it."""
 
 from __future__ import annotations
 
+import select
 import time
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import psycopg
 from django.conf import settings
 from django_prometheus.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 # A probe's connect: Postgres on a reachable host answers in milliseconds.
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
 
 
-# How long after its return to the pool a connection still counts as known good.
-FRESH_SECONDS = 1.0
-
-_returned_at: WeakKeyDictionary[psycopg.Connection, float] = WeakKeyDictionary()
-
-
-def _stamp_return(conn: psycopg.Connection) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
-def _check_unless_fresh(conn: psycopg.Connection) -> None:
-    returned = _returned_at.get(conn)
-    if returned is None or time.monotonic() - returned >= FRESH_SECONDS:
-        ConnectionPool.check_connection(conn)
+def _check_if_stirred(conn: psycopg.Connection) -> None:
+    """The pool's check: a round trip only for a connection whose server has spoken."""
+    if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+    ConnectionPool.check_connection(conn)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
         pool = super().pool
-        # Django gives the pool its check and no reset; both are the pool's own
-        # callbacks, swapped here once per pool.
-        if pool is not None and pool._check is ConnectionPool.check_connection and pool._reset is None:
-            pool._reset, pool._check = _stamp_return, _check_unless_fresh
+        # Django gives the pool its check: the pool's own callback, swapped once.
+        if pool is not None and pool._check is ConnectionPool.check_connection:
+            pool._check = _check_if_stirred
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
