@@ -35,11 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="the earlier commit")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("script", nargs=argparse.REMAINDER, help="-- then the bench script and its options")
-    options = parser.parse_args()
-    script = options.script[1:] if options.script[:1] == ["--"] else options.script
-    if not script:
-        parser.error("name the bench script after --")
+    arguments = sys.argv[1:]
+    if "--" not in arguments or arguments.index("--") == len(arguments) - 1:
+        parser.error("name the bench script and its options after --")
+    split = arguments.index("--")
+    options, script = parser.parse_args(arguments[:split]), arguments[split + 1 :]
     trees = {"before": worktree(options.base), "after": ROOT}
     for round_index in range(options.rounds):
         order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]

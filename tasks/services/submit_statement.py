@@ -67,32 +67,38 @@ def submit_statement(*, task: Task, route: PlannedRoute, quota: int, event_data:
     figures_sql, figures_params = submit_figures_sql(task=task)
     count_table = quote(UnfinishedCount._meta.db_table)
     counted_sql = f"SELECT 1 FROM {count_table} WHERE owner_id = %s"
-    # The route first (its EXISTS is computed before the count is locked), so the
-    # statement locks as the transaction path does: the load balancer, then the count.
+    # What is locked, and in which order. The figures are counted first, from the
+    # materialized CTE the quota's rows are joined with, before any lock: a long queue
+    # takes a while to count, and the owner's other submits wait on the count's lock.
+    # The route's EXISTS is computed before the count is locked, so the statement locks
+    # as the transaction path does: the load balancer (a fleet's route), then the count.
     if quota:
-        quota_sql = f"{counted_sql} AND unfinished < %s AND EXISTS (SELECT 1 FROM route) FOR NO KEY UPDATE"
+        quota_sql = (
+            f"SELECT 1 FROM figures, {count_table} counted WHERE counted.owner_id = %s "
+            "AND counted.unfinished < %s AND EXISTS (SELECT 1 FROM route) FOR NO KEY UPDATE OF counted"
+        )
         quota_params = [task.owner_id, quota]
     else:
         # No limit: nothing to check, so nothing to wait for.
-        quota_sql, quota_params = "SELECT 1 WHERE EXISTS (SELECT 1 FROM route)", []
+        quota_sql, quota_params = "SELECT 1 FROM figures WHERE EXISTS (SELECT 1 FROM route)", []
     event_columns, event_casts = _event_columns()
     sql = (
-        f"WITH route AS ({route_sql}), quota AS ({quota_sql}), "
+        f"WITH figures AS MATERIALIZED ({figures_sql}), route AS ({route_sql}), quota AS ({quota_sql}), "
         f"job AS (INSERT INTO {quote(Task._meta.db_table)} ({columns}) SELECT {casts} FROM quota "
         f"RETURNING {quote(Task._meta.pk.column)}), "
         f"event AS (INSERT INTO {quote(TaskEvent._meta.db_table)} ({event_columns}) "
         f"SELECT job.{quote(Task._meta.pk.column)}, {event_casts} FROM job RETURNING 1) "
         "SELECT EXISTS (SELECT 1 FROM job), EXISTS (SELECT 1 FROM route), "
         f"EXISTS ({counted_sql}), EXISTS (SELECT 1 FROM quota), figures.queue_ahead, figures.queue_lanes "
-        f"FROM ({figures_sql}) figures"
+        "FROM figures"
     )
     params = [
+        *figures_params,
         *route_params,
         *quota_params,
         *task_values,
         *_event_values(task, event_data, connection),
         task.owner_id,
-        *figures_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
