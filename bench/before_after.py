@@ -6,7 +6,7 @@ their migrations differ. Rounds alternate sides (before, after, after, before, .
 a drift in this machine's speed falls on both. Each run's output is printed whole,
 labelled with its side and round.
 
-    python bench/before_after.py BASE [--rounds 3] -- bench/api.py --rounds 1 --users 32
+    python bench/before_after.py BASE [--rounds 3] [--fresh] -- bench/api.py --rounds 1 --users 32
 """
 
 from __future__ import annotations
@@ -35,12 +35,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="the earlier commit")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop both sides' bench databases first (jobs and servers of earlier runs)"
+    )
     arguments = sys.argv[1:]
     if "--" not in arguments or arguments.index("--") == len(arguments) - 1:
         parser.error("name the bench script and its options after --")
     split = arguments.index("--")
     options, script = parser.parse_args(arguments[:split]), arguments[split + 1 :]
     trees = {"before": worktree(options.base), "after": ROOT}
+    if options.fresh:
+        for side in trees:
+            database = DATABASE.format(side=side).rsplit("/", 1)[1]
+            subprocess.run(
+                [
+                    "psql",
+                    DATABASE.format(side="").rsplit("/", 1)[0] + "/postgres",
+                    "-qc",
+                    f"DROP DATABASE IF EXISTS {database}",
+                ],
+                check=True,
+            )
     for round_index in range(options.rounds):
         order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
         for side in order:

@@ -303,8 +303,8 @@ def plan_new_task(*, task_type: str, group: str, capabilities: list[str]) -> Pla
     decided without taking the load balancer's lock: on the shared queue with no server
     registered; else with one read of the servers' loads and the balancer's state, given
     to a server only if no other decision was saved since that read (the guard checks the
-    balancer's `decisions`). None where routing needs the lock (no server can take the
-    job now, or no balancer row yet): the submit then routes with route_new_task."""
+    balancer's `decisions`). None where routing needs the lock (no balancer row yet):
+    the submit then routes with route_new_task."""
     global _servers_registered
     if not _servers_registered:
         guard = f"SELECT 1 AS held WHERE NOT EXISTS (SELECT 1 FROM {_quoted(Server)})"
@@ -325,7 +325,11 @@ def plan_new_task(*, task_type: str, group: str, capabilities: list[str]) -> Pla
     router = Router(balancer, ring=ring)
     route = router.route(task_type=task_type, group=group, capabilities=capabilities)
     if route.server is None:
-        return None
+        # No server can take it now: it waits, or goes to the local workers' shared
+        # queue. Nothing to save, so nothing to guard: a slot freed since the read is
+        # given to it by the routing pass that follows the job ending there, as when
+        # the slot frees while a submit holds the lock.
+        return PlannedRoute(route, "SELECT 1 AS held", (), serverless=False)
     table, decisions = _quoted(LoadBalancer), _quoted(LoadBalancer, "decisions")
     guard = (
         f"UPDATE {table} SET {decisions} = {decisions} + 1, {_quoted(LoadBalancer, 'state')} = %s, "

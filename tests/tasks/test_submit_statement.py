@@ -33,6 +33,12 @@ pytestmark = [
 SUBMIT = {"task_type": "image_creation", "params": {"prompt": "a red fox", "width": 64, "height": 64, "steps": 2}}
 
 
+@pytest.fixture(autouse=True)
+def _process_saw_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a process starts: it has not seen a server registered (earlier tests' may have).
+    monkeypatch.setattr(routing, "_servers_registered", False)
+
+
 @contextmanager
 def round_trips() -> Iterator[list[int]]:
     """How many round trips the connection makes inside: libpq's own trace of the wire,
@@ -250,6 +256,9 @@ def test_no_server_gets_more_than_its_slots_from_planned_decisions(
     tasks = [services.task_submit(owner=owner, task_type="image_creation", params=SUBMIT["params"]) for _ in range(4)]
     assert [task.server is not None for task in tasks] == [True, True, False, False]
     assert Task.objects.filter(state=TaskState.PENDING, queue_name="").count() == 2
+    # Once the process knows servers are registered (the first submit finds them, and
+    # routes under the lock), waiting is decided in one statement too.
+    assert statement_used == [False, True, True, True]
 
 
 def test_an_idempotent_submit_is_one_statement_too(
