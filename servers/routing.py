@@ -1,8 +1,10 @@
 """Choosing a server for a job.
 
-Every decision is made while holding a lock on the load balancer's row, so decisions
-happen one at a time and each sees the jobs the previous ones assigned: a server is
-never given more unfinished jobs than its max_concurrent, under any algorithm.
+Every decision is saved under a lock on the load balancer's row, so decisions happen
+one at a time and each sees the jobs the previous ones assigned: a server is never
+given more unfinished jobs than its max_concurrent, under any algorithm. Routing passes
+decide while holding the lock; a submit decides before it (plan_new_task) and saves
+its decision only if no other was saved since it read the servers' loads.
 
 A server's load is its unfinished jobs (routed and waiting in its queue, claimed, or
 running). A job that finds no eligible server waits unrouted (queue "" and the reason
@@ -304,7 +306,12 @@ def plan_new_task(*, task_type: str, group: str, capabilities: list[str]) -> Pla
     registered; else with one read of the servers' loads and the balancer's state, given
     to a server only if no other decision was saved since that read (the guard checks the
     balancer's `decisions`). None where routing needs the lock (no balancer row yet):
-    the submit then routes with route_new_task."""
+    the submit then routes with route_new_task.
+
+    The guard saves the decision before the statement checks the owner's quota (the
+    lock order of the transaction path: the balancer, then the owner's count), so a
+    submit the quota refuses has still counted as a decision: round-robin's ring moves
+    on by one, as if the job had gone and finished."""
     global _servers_registered
     if not _servers_registered:
         guard = f"SELECT 1 AS held WHERE NOT EXISTS (SELECT 1 FROM {_quoted(Server)})"

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Field
 
 from tasks.dispatch import PlannedRoute
-from tasks.models import Task, TaskEvent, UnfinishedCount
+from tasks.models import UNFINISHED_STATES, Task, TaskEvent, UnfinishedCount
 from tasks.selectors import SubmitFigures, submit_figures_sql
 
 
@@ -146,3 +146,27 @@ def _event_columns() -> tuple[str, str]:
 def _event_values(task: Task, event_data: dict[str, Any], connection: Any) -> list[Any]:
     event = TaskEvent(task_id=task.pk, type=TaskEvent.Type.SUBMITTED, state=task.state, data=event_data)
     return [field.get_db_prep_save(field.pre_save(event, True), connection) for field in _event_fields()]
+
+
+def unfinished_counts_recount() -> int:
+    """Set every user's UnfinishedCount to their unfinished jobs as they stand, for a
+    database whose triggers were bypassed (a restore with triggers disabled, rows
+    changed by hand with them off); how many counts were wrong or missing. Writers to
+    the jobs' table wait the moment it takes. Postgres only: SQLite keeps no counts."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return 0
+    quote = connection.ops.quote_name
+    jobs, counts = quote(Task._meta.db_table), quote(UnfinishedCount._meta.db_table)
+    users = quote(UnfinishedCount._meta.get_field("owner").related_model._meta.db_table)
+    unfinished = ", ".join(["%s"] * len(UNFINISHED_STATES))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {jobs} IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(
+            f"INSERT INTO {counts} AS counted (owner_id, unfinished) SELECT users.id, "
+            f"(SELECT count(*) FROM {jobs} WHERE owner_id = users.id AND state IN ({unfinished})) FROM {users} users "
+            "ON CONFLICT (owner_id) DO UPDATE SET unfinished = EXCLUDED.unfinished "
+            "WHERE counted.unfinished <> EXCLUDED.unfinished RETURNING 1",
+            sorted(UNFINISHED_STATES),
+        )
+        return len(cursor.fetchall())

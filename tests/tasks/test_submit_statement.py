@@ -5,6 +5,7 @@ and its routing decided without the load balancer's lock."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from psycopg.pq import Trace
 from rest_framework.test import APIClient
@@ -272,3 +274,15 @@ def test_an_idempotent_submit_is_one_statement_too(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert statement_used == [True]
     assert len(sends) == 1
+
+
+def test_recount_unfinished_mends_counts_made_wrong_behind_the_triggers(owner: User, other_user: User) -> None:
+    services.task_submit(owner=owner, task_type="image_creation", params=SUBMIT["params"])
+    UnfinishedCount.objects.filter(owner=owner).update(unfinished=40)
+    UnfinishedCount.objects.filter(owner=other_user).delete()
+    out = io.StringIO()
+    call_command("recount_unfinished", stdout=out)
+    assert out.getvalue().strip() == "corrected 2 count(s)"
+    assert UnfinishedCount.objects.get(owner=owner).unfinished == 1
+    assert UnfinishedCount.objects.get(owner=other_user).unfinished == 0
+    _counts_agree()
