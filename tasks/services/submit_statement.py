@@ -3,6 +3,8 @@ write, made in one round trip to the database instead of seven.
 
 The statement, in autocommit, is one WITH query whose parts run together:
 
+- figures: the new job's queue position and its queue's lanes
+  (tasks.selectors.submit_figures), counted first, before anything is locked;
 - route: the routing decision's guard (tasks.dispatch.PlannedRoute), a row only if the
   decision made before the statement, without locks, still holds: no server was
   registered since, or no other decision was saved since the load balancer was read
@@ -11,11 +13,10 @@ The statement, in autocommit, is one WITH query whose parts run together:
   a row only if it is under the limit. Racing submits of one owner take turns on that
   row, and each sees the count the one before it left: Postgres checks the condition
   again on the row as committed after waiting for its lock;
-- job, event: the INSERTs of the job and its SUBMITTED event, made only if both rows
-  are there;
-- then the answer: whether the job was made, which part refused it, and the new job's
-  queue position and its queue's lanes (tasks.selectors.submit_figures), so nothing is
-  read back.
+- job, event: the INSERTs of the job and its SUBMITTED event, made only if the route
+  held and the quota let it in;
+- then the answer: whether the job was made, which part refused it, and the figures,
+  so nothing is read back.
 
 The triggers on the jobs' table count the new job in its owner's count. Where the
 statement cannot decide (the route needs the lock, the owner has no count yet) the
