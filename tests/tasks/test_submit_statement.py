@@ -98,19 +98,24 @@ def _counts_agree() -> None:
         assert counted.unfinished == jobs, (counted.owner_id, counted.unfinished, jobs)
 
 
-def test_a_submit_is_two_round_trips_and_one_message(
-    client: APIClient, sends: list[Any], statement_used: list[bool]
-) -> None:
-    # The first request also records the token's use.
+def _second_submit_traced(client: APIClient, sends: list[Any]) -> int:
+    """The round trips of a submit after a first one (which also records the token's
+    use, and teaches the process whether servers are registered); it sends one message."""
     assert client.post("/api/v1/tasks", SUBMIT, format="json").status_code == 202
     sends.clear()
     with round_trips() as trips:
         response = client.post("/api/v1/tasks", SUBMIT, format="json")
     assert response.status_code == 202
+    assert [task_id for task_id, _ in sends] == [response.json()["task_id"]]
+    return trips[0]
+
+
+def test_a_submit_is_two_round_trips_and_one_message(
+    client: APIClient, sends: list[Any], statement_used: list[bool]
+) -> None:
     # The token, then the statement; before it, seven more: BEGIN, whether a server is
     # registered, the job, its event, the owner's lock, the quota and figures, COMMIT.
-    assert trips == [2]
-    assert [task_id for task_id, _ in sends] == [response.json()["task_id"]]
+    assert _second_submit_traced(client, sends) == 2
     assert statement_used == [True, True]
 
 
@@ -119,16 +124,10 @@ def test_with_servers_registered_a_submit_is_three_round_trips(
 ) -> None:
     _server("a")
     _server("b")
-    # The first submit finds the servers and falls back; from then on this process plans.
-    assert client.post("/api/v1/tasks", SUBMIT, format="json").status_code == 202
-    sends.clear()
-    with round_trips() as trips:
-        response = client.post("/api/v1/tasks", SUBMIT, format="json")
-    assert response.status_code == 202
-    # The token, one read of the servers' loads and the balancer, the statement.
-    assert trips == [3]
+    # The token, one read of the servers' loads and the balancer, the statement. The
+    # first submit finds the servers and falls back; from then on this process plans.
+    assert _second_submit_traced(client, sends) == 3
     assert statement_used == [False, True]
-    assert [task_id for task_id, _ in sends] == [response.json()["task_id"]]
     assert LoadBalancer.objects.get().decisions == 2
 
 
