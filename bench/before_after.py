@@ -17,7 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleet import ROOT, database_drop
+
 DATABASE = "postgres://postgres@127.0.0.1:5432/backserv_bench_{side}"
 
 
@@ -46,16 +49,7 @@ def main() -> None:
     trees = {"before": worktree(options.base), "after": ROOT}
     if options.fresh:
         for side in trees:
-            database = DATABASE.format(side=side).rsplit("/", 1)[1]
-            subprocess.run(
-                [
-                    "psql",
-                    DATABASE.format(side="").rsplit("/", 1)[0] + "/postgres",
-                    "-qc",
-                    f"DROP DATABASE IF EXISTS {database}",
-                ],
-                check=True,
-            )
+            database_drop(DATABASE.format(side=side))
     for round_index in range(options.rounds):
         order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
         for side in order:

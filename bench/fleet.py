@@ -51,15 +51,27 @@ def fleet_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def database_create_if_missing(url: str) -> None:
-    """The bench database on a fresh machine: created on the server's maintenance db."""
+def _on_maintenance_db(url: str) -> tuple[Any, str]:
+    """A connection to the server's maintenance db, and the name of `url`'s database."""
     import psycopg
 
-    database = urlsplit(url).path.lstrip("/")
     maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
+    return psycopg.connect(maintenance, autocommit=True), urlsplit(url).path.lstrip("/")
+
+
+def database_create_if_missing(url: str) -> None:
+    """The bench database on a fresh machine: created on the server's maintenance db."""
+    connection, database = _on_maintenance_db(url)
+    with connection:
         if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def database_drop(url: str) -> None:
+    """The bench database gone, with every job and server of earlier runs."""
+    connection, database = _on_maintenance_db(url)
+    with connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
 
 
 def setup_django() -> None:

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
+from tests.bench.smoke import run_smoke
 from tests.e2e.services import postgres_server_missing, redis_server_missing
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(settings.BASE_DIR)
 
 
 def test_the_smoke_run_measures_every_point(tmp_path: Path) -> None:
@@ -31,18 +26,7 @@ def test_the_smoke_run_measures_every_point(tmp_path: Path) -> None:
     # The bench starts its own services and chooses each process's settings.
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "BROKER_URL")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    command = [sys.executable, "bench/fleet_sim.py", "--smoke", "--out", str(out)]
-    started = time.monotonic()
-    bench = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = bench.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        # SIGTERM: the bench stops the servers and processes it started before it exits.
-        bench.terminate()
-        output, _ = bench.communicate(timeout=90)
-        pytest.fail(f"bench/fleet_sim.py --smoke took over 300s:\n{output[-4000:]}")
-    print(f"bench/fleet_sim.py --smoke: {time.monotonic() - started:.0f}s\n{output[-4000:]}")
-    assert bench.returncode == 0, output[-6000:]
+    run_smoke("bench/fleet_sim.py", "--smoke", "--out", str(out), env=env, timeout=300)
 
     report = json.loads(out.read_text())
     assert report["private_servers"] is True and report["postgres_statements"] is True

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+
+from tests.bench.smoke import run_smoke
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(settings.BASE_DIR)
 SERVICE_VARS = ("DATABASE_URL", "BROKER_URL", "CACHE_URL", "REDIS_URL")
 
 
@@ -25,18 +22,7 @@ def test_the_smoke_run_measures_every_variant(tmp_path: Path, demo_models: Path)
     # The embedded mode only: with services in the environment its server would join them.
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARS}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    command = [sys.executable, "bench/gpu.py", "--smoke", "--out", str(out), "--models-dir", str(demo_models)]
-    started = time.monotonic()
-    bench = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = bench.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        # SIGTERM: the bench stops the servers it started before it exits.
-        bench.terminate()
-        output, _ = bench.communicate(timeout=90)
-        pytest.fail(f"bench/gpu.py --smoke took over 300s:\n{output[-4000:]}")
-    print(f"bench/gpu.py --smoke: {time.monotonic() - started:.0f}s\n{output[-4000:]}")
-    assert bench.returncode == 0, output[-6000:]
+    run_smoke("bench/gpu.py", "--smoke", "--out", str(out), "--models-dir", str(demo_models), env=env, timeout=300)
 
     report = json.loads(out.read_text())
     assert report["ok"] and report["errors"] == []

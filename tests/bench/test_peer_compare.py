@@ -9,14 +9,13 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from django.conf import settings
+
+from tests.bench.smoke import run_smoke
 
 ROOT = Path(settings.BASE_DIR)
 PEER_DIR = ROOT / "bench" / "peer"
@@ -120,18 +119,7 @@ def test_the_smoke_run_measures_both_stacks(tmp_path: Path) -> None:
         PEER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/backserv_peer_smoke",
         PEER_BROKER_URL="redis://127.0.0.1:6379/12",
     )
-    command = [sys.executable, "bench/peer/compare.py", "--smoke", "--json", str(out)]
-    started = time.monotonic()
-    bench = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = bench.communicate(timeout=480)
-    except subprocess.TimeoutExpired:
-        # SIGTERM: the bench stops both stacks' processes before it exits.
-        bench.terminate()
-        output, _ = bench.communicate(timeout=90)
-        pytest.fail(f"bench/peer/compare.py --smoke took over 480s:\n{output[-4000:]}")
-    print(f"bench/peer/compare.py --smoke: {time.monotonic() - started:.0f}s\n{output[-4000:]}")
-    assert bench.returncode == 0, output[-6000:]
+    output = run_smoke("bench/peer/compare.py", "--smoke", "--json", str(out), env=env, timeout=480)
 
     report = json.loads(out.read_text())
     assert list(report["cases"]) == ["submit", "status", "e2e", "dispatch", "e2e-batching"]
